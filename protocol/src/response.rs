@@ -1,0 +1,100 @@
+//! Responses: `{"success": true, ...}` or `{"error": true, "message": ..., ...}`.
+
+use serde_json::Value;
+
+use crate::Object;
+
+/// The `code` of an error response made by the host itself (handlers' own error
+/// responses carry whatever fields they choose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The message is not a request: bad JSON or msgpack, not an object, no string `cmd`.
+    BadRequest,
+    /// No handler serves the command.
+    UnknownCommand,
+    /// A message is over the size limit.
+    TooLarge,
+    /// The handler ran past its deadline.
+    Timeout,
+    /// The handler trapped, ran out of memory or answered something that is not a response.
+    HandlerFailed,
+    /// The host is at its limit of requests in flight; try again later.
+    Busy,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnknownCommand => "unknown_command",
+            Self::TooLarge => "too_large",
+            Self::Timeout => "timeout",
+            Self::HandlerFailed => "handler_failed",
+            Self::Busy => "busy",
+        }
+    }
+
+    /// Parses a wire code; `None` for codes this version does not know.
+    pub fn parse(code: &str) -> Option<Self> {
+        [
+            Self::BadRequest,
+            Self::UnknownCommand,
+            Self::TooLarge,
+            Self::Timeout,
+            Self::HandlerFailed,
+            Self::Busy,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == code)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error response made by the host: `{"error": true, "code": ..., "message": ...}`.
+pub fn error_response(code: ErrorCode, message: impl Into<String>) -> Object {
+    let mut object = Object::new();
+    object.insert("error".to_owned(), Value::Bool(true));
+    object.insert("code".to_owned(), Value::String(code.as_str().to_owned()));
+    object.insert("message".to_owned(), Value::String(message.into()));
+    object
+}
+
+/// Whether `object` is a response, the message that ends a request: it has
+/// `"success": true` or `"error": true`. Messages a handler sends mid-request never do.
+pub fn is_response(object: &Object) -> bool {
+    ["success", "error"]
+        .iter()
+        .any(|key| object.get(*key) == Some(&Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn error_responses_carry_their_code() {
+        let response = error_response(ErrorCode::UnknownCommand, "no handler for `nope`");
+        assert_eq!(
+            Value::Object(response.clone()),
+            json!({"error": true, "code": "unknown_command", "message": "no handler for `nope`"})
+        );
+        assert!(is_response(&response));
+        assert_eq!(ErrorCode::parse("unknown_command"), Some(ErrorCode::UnknownCommand));
+        assert_eq!(ErrorCode::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn only_success_or_error_true_ends_a_request() {
+        let Value::Object(message) = json!({"success": false, "total": 3}) else { unreachable!() };
+        let Value::Object(done) = json!({"success": true}) else { unreachable!() };
+        assert!(!is_response(&message));
+        assert!(is_response(&done));
+    }
+}
