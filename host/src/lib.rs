@@ -1,1 +1,74 @@
-//! placeholder
+//! tcpy-host: a TCP server that runs WebAssembly handler components, one fresh
+//! sandboxed instance per request.
+//!
+//! ```text
+//! client ──TCP──▶ connection ──Request{cmd, params}──▶ registry.get(cmd) ──▶ runtime.execute()
+//!                     ▲                                                        │ fresh Store + instance
+//!                     └─────── response (and conversation messages) ◀─────────┘
+//! ```
+//! [`server::run`] accepts connections; each is served by the `connection` module; the
+//! [`registry::Registry`] maps commands to [`runtime::Handler`]s; the [`runtime::Runtime`]
+//! owns wasmtime. The binary (`main.rs`) turns [`config::Cli`] into a running server.
+#![deny(missing_docs)]
+
+pub mod config;
+mod connection;
+pub mod loader;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use registry::Registry;
+use runtime::{Limits, LoadError, Runtime};
+
+/// Everything connections share: the sandbox runtime, the handlers, the in-flight cap.
+pub struct Host {
+    runtime: Arc<Runtime>,
+    registry: Registry,
+    /// One permit per instance the pool holds: a request that finds none gets `busy`
+    /// at once instead of waiting.
+    in_flight: Arc<Semaphore>,
+}
+
+/// Why a host could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// wasmtime could not be configured.
+    #[error(transparent)]
+    Runtime(#[from] LoadError),
+    /// The handlers directory could not be read.
+    #[error(transparent)]
+    Dir(#[from] loader::DirError),
+}
+
+impl Host {
+    /// Builds the runtime for `limits` and loads every handler in `dir`.
+    ///
+    /// # Errors
+    /// A [`SetupError`] if wasmtime cannot be configured or `dir` cannot be read. Single
+    /// handlers that fail to load are logged and skipped.
+    pub async fn load(limits: Limits, dir: &Path) -> Result<Self, SetupError> {
+        let runtime = Arc::new(Runtime::new(limits)?);
+        let handlers = loader::load_dir(&runtime, dir).await?;
+        Ok(Self {
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+            registry: Registry::new(handlers),
+            runtime,
+        })
+    }
+
+    /// The handlers this host serves.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The limits every request runs under.
+    pub fn limits(&self) -> &Limits {
+        self.runtime.limits()
+    }
+}

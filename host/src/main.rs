@@ -1,1 +1,82 @@
-fn main(){}
+//! `tcpy-host`: serve a directory of WebAssembly handler components over TCP.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tcpy_host::Host;
+use tcpy_host::config::Cli;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let host = Host::load(cli.limits(), &cli.handlers)
+        .await
+        .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?;
+    let commands = host.registry().commands();
+    if commands.is_empty() {
+        tracing::warn!(dir = %cli.handlers.display(), "no handlers loaded: every request will get unknown_command");
+    }
+    let listener = tokio::net::TcpListener::bind((cli.host.as_str(), cli.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(%address, commands = ?commands, "tcpy-host listening");
+    tcpy_host::server::run(listener, Arc::new(host), shutdown_signal(), cli.grace).await;
+    Ok(())
+}
+
+/// Completes on the first Ctrl-C or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("shutdown requested; press Ctrl-C again to exit at once");
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+}
+
+async fn signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

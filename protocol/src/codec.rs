@@ -85,7 +85,11 @@ impl WireCodec {
     fn framing_for(&mut self, src: &BytesMut) -> Option<Framing> {
         if self.framing.is_none() {
             let first = *src.first()?;
-            self.framing = Some(if first == b'{' { Framing::Line } else { Framing::Frame });
+            self.framing = Some(if first == b'{' {
+                Framing::Line
+            } else {
+                Framing::Frame
+            });
         }
         self.framing
     }
@@ -102,7 +106,9 @@ impl WireCodec {
 
     fn map_line_error(&self, error: AnyDelimiterCodecError) -> CodecError {
         match error {
-            AnyDelimiterCodecError::MaxChunkLengthExceeded => CodecError::TooLarge { max: self.max_message },
+            AnyDelimiterCodecError::MaxChunkLengthExceeded => CodecError::TooLarge {
+                max: self.max_message,
+            },
             AnyDelimiterCodecError::Io(error) => CodecError::Io(error),
         }
     }
@@ -110,7 +116,9 @@ impl WireCodec {
     fn map_frame_error(&self, error: std::io::Error) -> CodecError {
         // LengthDelimitedCodec reports an over-long frame as InvalidData.
         if error.kind() == std::io::ErrorKind::InvalidData {
-            CodecError::TooLarge { max: self.max_message }
+            CodecError::TooLarge {
+                max: self.max_message,
+            }
         } else {
             CodecError::Io(error)
         }
@@ -166,10 +174,14 @@ impl Encoder<Message> for WireCodec {
 
     fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
         if message.body.len() > self.max_message {
-            return Err(CodecError::TooLarge { max: self.max_message });
+            return Err(CodecError::TooLarge {
+                max: self.max_message,
+            });
         }
         match self.framing {
-            Some(Framing::Line) if message.encoding == Encoding::Msgpack => Err(CodecError::MsgpackInLineMode),
+            Some(Framing::Line) if message.encoding == Encoding::Msgpack => {
+                Err(CodecError::MsgpackInLineMode)
+            }
             Some(Framing::Line) => {
                 dst.reserve(message.body.len() + 1);
                 dst.put_slice(&message.body);
@@ -177,7 +189,10 @@ impl Encoder<Message> for WireCodec {
                 Ok(())
             }
             // A connection that never sent a byte is answered in frame mode.
-            Some(Framing::Frame) | None => self.frames.encode(message.body, dst).map_err(|e| self.map_frame_error(e)),
+            Some(Framing::Frame) | None => self
+                .frames
+                .encode(message.body, dst)
+                .map_err(|e| self.map_frame_error(e)),
         }
     }
 }
@@ -201,7 +216,13 @@ mod tests {
         let messages = decode_all(&mut codec, b"{\"cmd\":\"a\"}\r\n\r\n{\"cmd\":\"b\"}");
         assert_eq!(codec.framing(), Some(Framing::Line));
         let bodies: Vec<_> = messages.iter().map(|m| m.body.clone()).collect();
-        assert_eq!(bodies, [Bytes::from_static(b"{\"cmd\":\"a\"}"), Bytes::from_static(b"{\"cmd\":\"b\"}")]);
+        assert_eq!(
+            bodies,
+            [
+                Bytes::from_static(b"{\"cmd\":\"a\"}"),
+                Bytes::from_static(b"{\"cmd\":\"b\"}")
+            ]
+        );
     }
 
     #[test]
@@ -228,7 +249,9 @@ mod tests {
     #[test]
     fn a_half_frame_at_eof_is_truncated() {
         let mut src = BytesMut::from(&b"\0\0\0\x09{}"[..]);
-        let error = WireCodec::detect(1024).decode_eof(&mut src).expect_err("truncated");
+        let error = WireCodec::detect(1024)
+            .decode_eof(&mut src)
+            .expect_err("truncated");
         assert!(matches!(error, CodecError::Truncated));
     }
 
@@ -239,10 +262,14 @@ mod tests {
             body: Bytes::from_static(b"{}"),
         };
         let mut dst = BytesMut::new();
-        WireCodec::new(Framing::Frame, 1024).encode(message.clone(), &mut dst).expect("frame");
+        WireCodec::new(Framing::Frame, 1024)
+            .encode(message.clone(), &mut dst)
+            .expect("frame");
         assert_eq!(&dst[..], b"\0\0\0\x02{}");
         dst.clear();
-        WireCodec::new(Framing::Line, 1024).encode(message, &mut dst).expect("line");
+        WireCodec::new(Framing::Line, 1024)
+            .encode(message, &mut dst)
+            .expect("line");
         assert_eq!(&dst[..], b"{}\n");
     }
 }

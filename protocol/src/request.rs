@@ -27,7 +27,10 @@ pub enum RequestError {
 impl Request {
     /// Builds a request for `cmd` with `params`.
     pub fn new(cmd: impl Into<String>, params: Object) -> Self {
-        Self { cmd: cmd.into(), params }
+        Self {
+            cmd: cmd.into(),
+            params,
+        }
     }
 
     /// Splits a request object into its command and params.
@@ -68,8 +71,12 @@ mod tests {
 
     #[test]
     fn cmd_must_be_a_present_string() {
-        let Value::Object(missing) = json!({"x": 1}) else { unreachable!() };
-        let Value::Object(number) = json!({"cmd": 7}) else { unreachable!() };
+        let Value::Object(missing) = json!({"x": 1}) else {
+            unreachable!()
+        };
+        let Value::Object(number) = json!({"cmd": 7}) else {
+            unreachable!()
+        };
         assert_eq!(Request::from_object(missing), Err(RequestError::MissingCmd));
         assert_eq!(Request::from_object(number), Err(RequestError::CmdNotString));
     }

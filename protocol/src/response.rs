@@ -86,14 +86,21 @@ mod tests {
             json!({"error": true, "code": "unknown_command", "message": "no handler for `nope`"})
         );
         assert!(is_response(&response));
-        assert_eq!(ErrorCode::parse("unknown_command"), Some(ErrorCode::UnknownCommand));
+        assert_eq!(
+            ErrorCode::parse("unknown_command"),
+            Some(ErrorCode::UnknownCommand)
+        );
         assert_eq!(ErrorCode::parse("nonsense"), None);
     }
 
     #[test]
     fn only_success_or_error_true_ends_a_request() {
-        let Value::Object(message) = json!({"success": false, "total": 3}) else { unreachable!() };
-        let Value::Object(done) = json!({"success": true}) else { unreachable!() };
+        let Value::Object(message) = json!({"success": false, "total": 3}) else {
+            unreachable!()
+        };
+        let Value::Object(done) = json!({"success": true}) else {
+            unreachable!()
+        };
         assert!(!is_response(&message));
         assert!(is_response(&done));
     }

@@ -1,0 +1,63 @@
+//! The wasmtime engine: pooling allocator, epoch interruption and its ticker.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::{Limits, LoadError};
+
+/// How often the epoch advances: the granularity of deadlines and of yields to tokio.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Linear memories one component may have (a Rust guest has one; other toolchains more).
+const MEMORIES_PER_COMPONENT: u32 = 4;
+/// Core instances and tables one component may use (adapters and shims add some).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const TABLES_PER_COMPONENT: u32 = 8;
+/// Memory kept mapped in a pool slot between requests, so the next one need not
+/// fault it in again (cheap to reset with `pagemap_scan` where the kernel has it).
+const KEEP_RESIDENT: usize = 64 * 1024;
+
+/// Builds an engine whose instance pool holds `limits.max_in_flight` instances of
+/// at most `limits.max_memory` bytes each, and starts its epoch ticker.
+pub(super) fn build(limits: &Limits) -> Result<Engine, LoadError> {
+    let slots = limits.max_in_flight.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(slots)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memory_size(limits.max_memory)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
+
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config).map_err(LoadError::Engine)?;
+    start_ticker(&engine).map_err(LoadError::Ticker)?;
+    Ok(engine)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_ticker(engine: &Engine) -> std::io::Result<()> {
+    // NB: the thread holds a weak handle, so dropping the last `Engine` ends it
+    // instead of keeping every engine a test ever built alive.
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("tcpy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,92 @@
+//! What can go wrong loading a handler or running a request.
+
+use std::time::Duration;
+
+use tcpy_protocol::{ErrorCode, Object, is_response};
+
+use super::PeerError;
+
+/// Why a handler could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The engine or linker could not be built.
+    #[error("cannot set up wasmtime: {0:#}")]
+    Engine(wasmtime::Error),
+    /// The epoch ticker thread could not be started.
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(std::io::Error),
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0:#}")]
+    Compile(wasmtime::Error),
+    /// The component does not implement the `handler` world (or imports more than it).
+    #[error("does not implement the tcpy `handler` world: {0:#}")]
+    World(wasmtime::Error),
+}
+
+/// Why a request did not produce the handler's response.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The handler ran past its deadline.
+    #[error("handler ran past its deadline of {limit:?} (stopped after {elapsed:?})")]
+    Timeout {
+        /// The deadline.
+        limit: Duration,
+        /// How long the request had run when it was stopped.
+        elapsed: Duration,
+    },
+    /// The handler tried to grow its memory past the cap.
+    #[error("handler exceeded its memory limit of {} MiB", limit / (1024 * 1024))]
+    MemoryExhausted {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The handler trapped (a panic, `unreachable`, a stack overflow, …).
+    #[error("handler trapped: {0}")]
+    Trapped(String),
+    /// The handler returned text that is not a JSON object.
+    #[error("handler returned text that is not a JSON object")]
+    NotAnObject,
+    /// The handler returned an object that is not a response.
+    #[error("handler returned an object with neither \"success\": true nor \"error\": true")]
+    NotAResponse,
+    /// The handler's response is over the message size limit.
+    #[error("handler response of {size} bytes exceeds the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// The response's size, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client sent something the conversation cannot go on with.
+    #[error(transparent)]
+    Peer(PeerError),
+}
+
+impl ExecError {
+    /// The error code the client is told.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::ResponseTooLarge { .. } => ErrorCode::TooLarge,
+            Self::Peer(peer) => peer.code(),
+            Self::MemoryExhausted { .. } | Self::Trapped(_) | Self::NotAnObject | Self::NotAResponse => {
+                ErrorCode::HandlerFailed
+            }
+        }
+    }
+}
+
+/// Checks a handler's returned text: a JSON object that is a response, within the size limit.
+pub(super) fn parse_response(text: &str, max_message: usize) -> Result<Object, ExecError> {
+    if text.len() > max_message {
+        return Err(ExecError::ResponseTooLarge {
+            size: text.len(),
+            limit: max_message,
+        });
+    }
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(object)) if is_response(&object) => Ok(object),
+        Ok(serde_json::Value::Object(_)) => Err(ExecError::NotAResponse),
+        _ => Err(ExecError::NotAnObject),
+    }
+}

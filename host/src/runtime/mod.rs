@@ -1,0 +1,147 @@
+//! The sandbox: compiles handler components once, runs each request in a fresh instance.
+//!
+//! `Engine`, `Linker` and each handler's `InstancePre` are built at load time; a request
+//! gets a new `Store` with its own memory cap, deadline and (empty) WASI context, takes
+//! an instance from wasmtime's pooling allocator, and drops it all when it ends.
+
+mod engine;
+mod error;
+mod handler;
+mod peer;
+mod state;
+mod stdio;
+
+use std::time::{Duration, Instant};
+
+use tcpy_protocol::Object;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+pub use error::{ExecError, LoadError};
+pub use handler::Handler;
+pub use peer::{Peer, PeerError, PeerFuture};
+
+use state::RequestState;
+
+/// The limits every request runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a request may spend running, not counting its waits in `recv()`.
+    pub timeout: Duration,
+    /// Largest linear memory of one instance, in bytes.
+    pub max_memory: usize,
+    /// Largest message a handler may send or return, in bytes.
+    pub max_message: usize,
+    /// Requests (instances) that may run at once.
+    pub max_in_flight: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            max_memory: 64 * 1024 * 1024,
+            max_message: tcpy_protocol::DEFAULT_MAX_MESSAGE,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// Compiles and runs handler components.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RequestState>,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator sized for `limits.max_in_flight`, epoch
+    /// interruption driven by a ticker thread) and the linker: WASI p2 with nothing
+    /// granted, plus the `connection` interface.
+    ///
+    /// # Errors
+    /// Fails if wasmtime rejects the configuration (e.g. the pool cannot be reserved).
+    pub fn new(limits: Limits) -> Result<Self, LoadError> {
+        let engine = engine::build(&limits)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
+        handler::bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(LoadError::Engine)?;
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+        })
+    }
+
+    /// The limits requests run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles `bytes` as the handler for command `name` and checks that it
+    /// implements the `handler` world. CPU-heavy: call it off the async threads.
+    ///
+    /// # Errors
+    /// A [`LoadError`] if the bytes are not a component or do not fit the world.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Handler, LoadError> {
+        Handler::compile(&self.engine, &self.linker, name, bytes)
+    }
+
+    /// Runs one request: a fresh instance of `handler` executes `params`, talking to
+    /// the client through `peer`. Returns the handler's response object.
+    ///
+    /// # Errors
+    /// An [`ExecError`] if the handler traps, runs out of time or memory, or answers
+    /// something that is not a response.
+    pub async fn execute(
+        &self,
+        handler: &Handler,
+        params: &Object,
+        peer: Box<dyn Peer>,
+    ) -> Result<Object, ExecError> {
+        let params = serde_json::Value::Object(params.clone()).to_string();
+        let state = RequestState::new(handler.name(), peer, &self.limits);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            // NB: yielding at every tick keeps a long-running handler from holding a
+            // tokio worker thread; the budget excludes time spent waiting in `recv()`.
+            if ctx.data().busy_time() >= ctx.data().timeout {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let started = Instant::now();
+        let result = async {
+            let instance = handler.pre().instantiate_async(&mut store).await?;
+            instance.call_execute(&mut store, &params).await
+        }
+        .await;
+        match result {
+            Ok(text) => error::parse_response(&text, self.limits.max_message),
+            Err(error) => Err(self.classify(error, store.data(), started)),
+        }
+    }
+
+    /// Turns a wasmtime error into the reason a client is told.
+    fn classify(&self, error: wasmtime::Error, state: &RequestState, started: Instant) -> ExecError {
+        if let Some(peer) = error.downcast_ref::<PeerError>() {
+            return ExecError::Peer(peer.clone());
+        }
+        if state.memory.exhausted() {
+            return ExecError::MemoryExhausted {
+                limit: self.limits.max_memory,
+            };
+        }
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return ExecError::Timeout {
+                limit: self.limits.timeout,
+                elapsed: started.elapsed(),
+            };
+        }
+        ExecError::Trapped(format!("{error:#}"))
+    }
+}

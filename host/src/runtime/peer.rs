@@ -1,0 +1,47 @@
+//! The client end of a conversation, as a running handler sees it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tcpy_protocol::{ErrorCode, Object};
+
+/// A boxed future returned by [`Peer`] methods.
+pub type PeerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a handler's `send()` messages go and its `recv()` messages come from: the
+/// connection the request arrived on.
+pub trait Peer: Send + 'static {
+    /// Delivers one message to the client.
+    fn send(&mut self, message: Object) -> PeerFuture<'_, Result<(), PeerError>>;
+
+    /// Waits for the client's next message; `Ok(None)` once the client has closed.
+    fn recv(&mut self) -> PeerFuture<'_, Result<Option<Object>, PeerError>>;
+}
+
+/// Why a conversation message could not be delivered or received.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The client sent a message that is not an object; the request ends with `bad_request`.
+    #[error("client sent a malformed message mid-conversation: {0}")]
+    BadMessage(String),
+    /// A message (either way) is over the size limit.
+    #[error("message exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The connection to the client is gone.
+    #[error("the client has disconnected")]
+    Gone,
+}
+
+impl PeerError {
+    /// The error code the client is told when this ends a request.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadMessage(_) => ErrorCode::BadRequest,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::Gone => ErrorCode::HandlerFailed,
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Per-request store data: WASI context, limits, timing and the host side of `connection`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tcpy_protocol::{Object, is_response};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::handler::bindings::tcpy::handler::connection;
+use super::stdio::LogStream;
+use super::{Limits, Peer, PeerError};
+
+/// Everything one request's `Store` holds. Built fresh for every request.
+pub(crate) struct RequestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) memory: MemoryLimiter,
+    peer: Box<dyn Peer>,
+    pub(super) timeout: Duration,
+    max_message: usize,
+    started: Instant,
+    /// Time spent waiting for the client in `recv()`, which the deadline does not count.
+    waited: Duration,
+}
+
+impl RequestState {
+    pub(super) fn new(command: &Arc<str>, peer: Box<dyn Peer>, limits: &Limits) -> Self {
+        // Deny by default: no args, env, preopens or sockets; stdio goes to the log.
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream::new(command.clone(), "stdout"))
+            .stderr(LogStream::new(command.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter::new(limits.max_memory),
+            peer,
+            timeout: limits.timeout,
+            max_message: limits.max_message,
+            started: Instant::now(),
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Time the request has spent running, as the deadline counts it.
+    pub(super) fn busy_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.waited)
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl connection::Host for RequestState {
+    async fn send(&mut self, message: String) -> Result<(), String> {
+        if message.len() > self.max_message {
+            return Err(PeerError::TooLarge {
+                max: self.max_message,
+            }
+            .to_string());
+        }
+        let object: Object = match serde_json::from_str(&message) {
+            Ok(serde_json::Value::Object(object)) => object,
+            _ => return Err("message must be a JSON object".to_owned()),
+        };
+        if is_response(&object) {
+            return Err(
+                "a message with \"success\": true or \"error\": true is a response; \
+                        return it from execute instead"
+                    .to_owned(),
+            );
+        }
+        self.peer.send(object).await.map_err(|error| error.to_string())
+    }
+
+    async fn recv(&mut self) -> wasmtime::Result<Option<String>> {
+        let waiting = Instant::now();
+        let received = self.peer.recv().await;
+        self.waited += waiting.elapsed();
+        match received {
+            Ok(message) => Ok(message.map(|object| serde_json::Value::Object(object).to_string())),
+            // Ends the handler: the runtime finds this error and tells the client why.
+            Err(error) => Err(wasmtime::Error::new(error)),
+        }
+    }
+}
+
+/// Caps each linear memory of an instance and remembers whether the cap was hit,
+/// so the client can be told "out of memory" rather than just "trapped".
+pub(super) struct MemoryLimiter {
+    max_memory: usize,
+    exhausted: bool,
+}
+
+impl MemoryLimiter {
+    fn new(max_memory: usize) -> Self {
+        Self {
+            max_memory,
+            exhausted: false,
+        }
+    }
+
+    /// Whether the instance asked for more memory than the cap.
+    pub(super) fn exhausted(&self) -> bool {
+        self.exhausted
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_memory;
+        self.exhausted |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
