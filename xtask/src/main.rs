@@ -1,1 +1,183 @@
-fn main(){}
+//! Project commands, run as `cargo xtask <command>`: build the handlers, serve them,
+//! run every test.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The example handlers `serve` offers.
+const EXAMPLES: [&str; 3] = ["add", "echo", "tally"];
+/// Handlers only the tests use.
+const TEST_ONLY: [&str; 1] = ["misbehave"];
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+#[derive(Parser)]
+#[command(about = "tcpy project commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Builds the handler components into target/handlers (examples) and
+    /// target/test-handlers (examples and test fixtures).
+    BuildHandlers,
+    /// Builds the handlers, then runs the host on target/handlers.
+    Serve {
+        /// Passed on to `tcpy-host`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Builds the handlers, then runs every test of the workspace.
+    Test {
+        /// Passed on to `cargo test --workspace`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> Result<ExitCode> {
+    let workspace = Workspace::locate()?;
+    match Cli::parse().command {
+        Task::BuildHandlers => workspace.build_handlers().map(|()| ExitCode::SUCCESS),
+        Task::Serve { args } => {
+            workspace.build_handlers()?;
+            let handlers = workspace.target.join("handlers");
+            let mut command = workspace.cargo();
+            command.args(["run", "--package", "tcpy-host", "--", "--handlers"]);
+            command.arg(handlers).args(args);
+            // The host's exit status is ours: a failed serve must not look like success.
+            status_of(command, "the host")
+        }
+        Task::Test { args } => {
+            workspace.build_handlers()?;
+            let mut command = workspace.cargo();
+            command.args(["test", "--workspace"]).args(args);
+            status_of(command, "the tests")
+        }
+    }
+}
+
+struct Workspace {
+    root: PathBuf,
+    target: PathBuf,
+    cargo: OsString,
+}
+
+impl Workspace {
+    fn locate() -> Result<Self> {
+        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir
+            .parent()
+            .context("xtask's manifest directory has no parent")?
+            .to_path_buf();
+        // Made absolute, and handed to every cargo run here, so that the builds, the
+        // copies and the host all agree on it whatever directory they run in.
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => std::path::absolute(dir).context("cannot resolve CARGO_TARGET_DIR")?,
+            None => root.join("target"),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Ok(Self { root, target, cargo })
+    }
+
+    fn cargo(&self) -> Command {
+        let mut command = Command::new(&self.cargo);
+        command
+            .current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", &self.target);
+        command
+    }
+
+    fn build_handlers(&self) -> Result<()> {
+        eprintln!("building handlers…");
+        add_wasm_target()?;
+
+        let mut build = self.cargo();
+        build.args(["build", "--profile", "guest", "--target", WASM_TARGET]);
+        for name in EXAMPLES.iter().chain(&TEST_ONLY) {
+            build.args(["--package", name]);
+        }
+        run(build).context("cargo build of the handlers failed")?;
+
+        let built = self.target.join(WASM_TARGET).join("guest");
+        copy_components(&built, &self.target.join("handlers"), &EXAMPLES)?;
+        let everything: Vec<&str> = EXAMPLES.iter().chain(&TEST_ONLY).copied().collect();
+        copy_components(&built, &self.target.join("test-handlers"), &everything)?;
+        eprintln!(
+            "handlers ready in {}",
+            self.relative(&self.target.join("handlers")).display()
+        );
+        Ok(())
+    }
+
+    /// `path` relative to the workspace root when it is inside it, for short messages.
+    fn relative<'a>(&self, path: &'a Path) -> &'a Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
+    }
+}
+
+/// Makes sure the wasm target is installed where rustup manages the toolchain; where
+/// it does not, the build says plainly if the target is missing.
+fn add_wasm_target() -> Result<()> {
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", WASM_TARGET]);
+    match rustup.output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => bail!(
+            "`rustup target add {WASM_TARGET}` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("rustup is not on PATH; assuming the {WASM_TARGET} target is installed");
+            Ok(())
+        }
+        Err(error) => Err(error).context("cannot run rustup"),
+    }
+}
+
+/// Copies each `NAME.wasm` of `names` from `from` to `to`.
+///
+/// A running host watches `to` and reloads what changes, so files that are already
+/// up to date are left alone, and the others are replaced by a rename: the host
+/// never sees a half-written component.
+fn copy_components(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create `{}`", to.display()))?;
+    for name in names {
+        let (source, destination) = (from.join(format!("{name}.wasm")), to.join(format!("{name}.wasm")));
+        let component =
+            std::fs::read(&source).with_context(|| format!("cannot read `{}`", source.display()))?;
+        if std::fs::read(&destination).is_ok_and(|old| old == component) {
+            continue;
+        }
+        let partial = to.join(format!(".{name}.wasm.partial"));
+        std::fs::write(&partial, &component)
+            .and_then(|()| std::fs::rename(&partial, &destination))
+            .with_context(|| format!("cannot write `{}`", destination.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs `command`, failing unless it succeeds.
+fn run(mut command: Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    anyhow::ensure!(status.success(), "{command:?} exited with {status}");
+    Ok(())
+}
+
+/// Runs `command` and returns its exit status as ours.
+fn status_of(mut command: Command, what: &str) -> Result<ExitCode> {
+    let status = command.status().with_context(|| format!("cannot run {what}"))?;
+    // A signal has no exit code; report it as a plain failure.
+    let code = status
+        .code()
+        .and_then(|code| u8::try_from(code).ok())
+        .unwrap_or(1);
+    Ok(ExitCode::from(code))
+}
