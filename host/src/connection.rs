@@ -127,7 +127,7 @@ async fn dispatch(
     let started = Instant::now();
     let result = host
         .runtime
-        .execute(&handler, &request.params, Box::new(conversation))
+        .execute(&handler, request.params, Box::new(conversation))
         .await;
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {

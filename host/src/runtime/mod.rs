@@ -97,10 +97,10 @@ impl Runtime {
     pub async fn execute(
         &self,
         handler: &Handler,
-        params: &Object,
+        params: Object,
         peer: Box<dyn Peer>,
     ) -> Result<Object, ExecError> {
-        let params = serde_json::Value::Object(params.clone()).to_string();
+        let params = serde_json::Value::Object(params).to_string();
         let state = RequestState::new(handler.name(), peer, &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -142,6 +142,11 @@ impl Runtime {
                 elapsed: started.elapsed(),
             };
         }
-        ExecError::Trapped(format!("{error:#}"))
+        // The client learns what happened; the wasm backtrace is for the operator's log.
+        tracing::debug!(cmd = %state.command(), error = ?error, "handler trapped");
+        match error.downcast_ref::<Trap>() {
+            Some(trap) => ExecError::Trapped(trap.to_string()),
+            None => ExecError::Trapped(error.root_cause().to_string()),
+        }
     }
 }

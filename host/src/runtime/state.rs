@@ -14,6 +14,7 @@ use super::{Limits, Peer, PeerError};
 
 /// Everything one request's `Store` holds. Built fresh for every request.
 pub(crate) struct RequestState {
+    command: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
@@ -35,6 +36,7 @@ impl RequestState {
             .allow_udp(false)
             .build();
         Self {
+            command: command.clone(),
             wasi,
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(limits.max_memory),
@@ -44,6 +46,11 @@ impl RequestState {
             started: Instant::now(),
             waited: Duration::ZERO,
         }
+    }
+
+    /// The command this request runs.
+    pub(super) fn command(&self) -> &str {
+        &self.command
     }
 
     /// Time the request has spent running, as the deadline counts it.
