@@ -1,1 +1,8 @@
-fn main(){}
+//! End-to-end tests: a real host on port 0, the real handlers built to wasm, real TCP.
+
+mod bad_input;
+mod conversation;
+mod failures;
+mod load;
+mod requests;
+mod shutdown;

@@ -1,1 +1,207 @@
-//! placeholder
+//! Test support: a real tcpy host on 127.0.0.1 port 0 serving the built handlers,
+//! and small raw-socket clients for both framings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use serde_json::Value;
+use tcpy_host::Host;
+use tcpy_host::runtime::Limits;
+use tcpy_protocol::Object;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The directory `cargo xtask build-handlers` fills with the example and test handlers.
+pub fn handlers_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("test-handlers");
+    assert!(
+        dir.join("add.wasm").is_file() && dir.join("misbehave.wasm").is_file(),
+        "no handlers in {}: run `cargo xtask test` (or `cargo xtask build-handlers` first)",
+        dir.display()
+    );
+    dir
+}
+
+/// Routes the host's logs to the test output, shown when a test fails.
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "tcpy_host=debug".into()))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Limits small enough for tests to hit quickly.
+pub fn test_limits() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(2),
+        max_in_flight: 128,
+        ..Limits::default()
+    }
+}
+
+/// A running host; [`TestHost::shutdown`] stops it gracefully.
+pub struct TestHost {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    host: Arc<Host>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl TestHost {
+    /// A host with [`test_limits`] and a 5 s grace period.
+    pub async fn start() -> Self {
+        Self::start_with(test_limits(), Duration::from_secs(5)).await
+    }
+
+    /// A host with the given limits and grace period.
+    pub async fn start_with(limits: Limits, grace: Duration) -> Self {
+        init_logging();
+        let host = Arc::new(Host::load(limits, &handlers_dir()).await.expect("host loads"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("has an address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(tcpy_host::server::run(
+            listener,
+            Arc::clone(&host),
+            async {
+                let _ = stopped.await;
+            },
+            grace,
+        ));
+        Self {
+            addr,
+            host,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    /// The limits the host runs under.
+    pub fn host_limits(&self) -> Limits {
+        *self.host.limits()
+    }
+
+    /// A native client for this host.
+    pub fn client(&self) -> tcpy_client::Client {
+        tcpy_client::Client::new(self.addr.ip().to_string(), self.addr.port())
+    }
+
+    /// Asks the server to stop; the returned handle completes when it has.
+    pub fn begin_shutdown(&mut self) -> &mut JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        &mut self.server
+    }
+}
+
+/// Builds an object from a `json!` literal.
+pub fn object(value: Value) -> Object {
+    match value {
+        Value::Object(object) => object,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Bounds every raw read so a broken server fails a test instead of hanging it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A raw frame-mode connection: 4-byte big-endian length, then a body.
+pub struct FrameConn {
+    stream: TcpStream,
+}
+
+impl FrameConn {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.expect("connects"),
+        }
+    }
+
+    /// Sends one frame with `body`.
+    pub async fn send_body(&mut self, body: &[u8]) {
+        let len = u32::try_from(body.len()).expect("fits a frame");
+        self.stream.write_all(&len.to_be_bytes()).await.expect("writes");
+        self.stream.write_all(body).await.expect("writes");
+    }
+
+    /// Sends raw bytes, framed or not.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("writes");
+    }
+
+    /// Reads one frame's body; `None` if the server closed the connection.
+    pub async fn recv_body(&mut self) -> Option<Vec<u8>> {
+        tokio::time::timeout(READ_TIMEOUT, async {
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len).await.ok()?;
+            let mut body = vec![0; u32::from_be_bytes(len) as usize];
+            self.stream.read_exact(&mut body).await.ok()?;
+            Some(body)
+        })
+        .await
+        .expect("server answers in time")
+    }
+
+    /// Sends a JSON body and reads a JSON body back.
+    pub async fn round_trip_json(&mut self, request: Value) -> Value {
+        self.send_body(request.to_string().as_bytes()).await;
+        let body = self.recv_body().await.expect("a response");
+        serde_json::from_slice(&body).expect("JSON response")
+    }
+}
+
+/// A raw line-mode connection: one JSON object per line.
+pub struct LineConn {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl LineConn {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let (read, writer) = TcpStream::connect(addr).await.expect("connects").into_split();
+        Self {
+            reader: BufReader::new(read),
+            writer,
+        }
+    }
+
+    /// Sends `text` as it is (add the newline yourself).
+    pub async fn send_raw(&mut self, text: &[u8]) {
+        self.writer.write_all(text).await.expect("writes");
+    }
+
+    /// Sends one JSON line.
+    pub async fn send(&mut self, message: Value) {
+        self.send_raw(format!("{message}\n").as_bytes()).await;
+    }
+
+    /// Reads one line as JSON; `None` if the server closed the connection.
+    pub async fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let read = tokio::time::timeout(READ_TIMEOUT, self.reader.read_line(&mut line))
+            .await
+            .expect("server answers in time")
+            .ok()?;
+        (read > 0).then(|| serde_json::from_str(&line).expect("a JSON line"))
+    }
+
+    /// Sends one JSON line and reads one back.
+    pub async fn round_trip(&mut self, message: Value) -> Value {
+        self.send(message).await;
+        self.recv().await.expect("a response line")
+    }
+}

@@ -6,8 +6,9 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::{Limits, LoadError};
 
-/// How often the epoch advances: the granularity of deadlines and of yields to tokio.
-pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch advances: the granularity of deadlines, and the longest a
+/// running handler keeps its tokio worker from polling other connections.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Linear memories one component may have (a Rust guest has one; other toolchains more).
 const MEMORIES_PER_COMPONENT: u32 = 4;

@@ -107,11 +107,14 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             // NB: yielding at every tick keeps a long-running handler from holding a
-            // tokio worker thread; the budget excludes time spent waiting in `recv()`.
+            // tokio worker thread. It must be tokio's `yield_now`, which lets the
+            // worker poll its I/O and timers first; a plain `Yield` re-queues the task
+            // at once, and a busy worker then checks its sockets only every 61 polls.
+            // The budget excludes time spent waiting in `recv()`.
             if ctx.data().busy_time() >= ctx.data().timeout {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
         let started = Instant::now();

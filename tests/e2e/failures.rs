@@ -1,0 +1,112 @@
+//! Handlers that fail: each client gets a clear error and everybody else is served.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tcpy_host::runtime::Limits;
+use tcpy_tests::{LineConn, TestHost, test_limits};
+
+async fn expect_failure(host: &TestHost, mode: &str, code: &str, says: &str) {
+    let mut conn = LineConn::connect(host.addr).await;
+    let response = conn.round_trip(json!({"cmd": "misbehave", "do": mode})).await;
+    assert_eq!(response["error"], true, "{mode}: {response}");
+    assert_eq!(response["code"], code, "{mode}: {response}");
+    let message = response["message"].as_str().expect("a message");
+    assert!(
+        message.contains(says),
+        "{mode}: `{message}` should mention `{says}`"
+    );
+    // The same connection, and the host, carry on.
+    let response = conn.round_trip(json!({"cmd": "add", "x": 2, "y": 2})).await;
+    assert_eq!(response["solution"], 4, "after {mode}");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_gets_handler_failed() {
+    let host = TestHost::start().await;
+    expect_failure(&host, "panic", "handler_failed", "trapped").await;
+}
+
+#[tokio::test]
+async fn answers_that_are_not_responses_get_handler_failed() {
+    let host = TestHost::start().await;
+    expect_failure(&host, "not_json", "handler_failed", "not a JSON object").await;
+    expect_failure(&host, "not_object", "handler_failed", "not a JSON object").await;
+    expect_failure(&host, "no_marker", "handler_failed", "neither").await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_cap() {
+    let host = TestHost::start_with(
+        Limits {
+            max_memory: 16 << 20,
+            ..test_limits()
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    expect_failure(&host, "grow", "handler_failed", "memory limit of 16 MiB").await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_times_out_while_others_are_served() {
+    let host = TestHost::start_with(
+        Limits {
+            timeout: Duration::from_millis(1500),
+            ..test_limits()
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let addr = host.addr;
+    let looping = tokio::spawn(async move {
+        let mut conn = LineConn::connect(addr).await;
+        conn.round_trip(json!({"cmd": "misbehave", "do": "loop"})).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut other = LineConn::connect(host.addr).await;
+    for i in 0..10 {
+        let response = other.round_trip(json!({"cmd": "add", "x": i, "y": 1})).await;
+        assert_eq!(response["solution"], i + 1);
+    }
+    assert!(!looping.is_finished(), "others were served while the loop ran");
+    let response: Value = looping.await.expect("the looping client finishes");
+    assert_eq!(response["code"], "timeout", "{response}");
+    expect_failure(&host, "panic", "handler_failed", "trapped").await;
+}
+
+#[tokio::test]
+async fn a_full_instance_pool_answers_busy_at_once() {
+    let host = TestHost::start_with(
+        Limits {
+            max_in_flight: 1,
+            ..test_limits()
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut sleeper = LineConn::connect(host.addr).await;
+    sleeper
+        .send(json!({"cmd": "misbehave", "do": "sleep", "ms": 1000}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut other = LineConn::connect(host.addr).await;
+    let response = other.round_trip(json!({"cmd": "add", "x": 1, "y": 2})).await;
+    assert_eq!(response["code"], "busy", "{response}");
+    assert_eq!(
+        sleeper.recv().await.expect("the sleeper's answer")["slept_ms"],
+        1000
+    );
+    let response = other.round_trip(json!({"cmd": "add", "x": 1, "y": 2})).await;
+    assert_eq!(response["solution"], 3);
+}
+
+#[tokio::test]
+async fn handler_output_does_not_reach_the_client() {
+    let host = TestHost::start().await;
+    let mut conn = LineConn::connect(host.addr).await;
+    let response = conn.round_trip(json!({"cmd": "misbehave", "do": "print"})).await;
+    assert_eq!(response["success"], true, "{response}");
+    let response = conn.round_trip(json!({"cmd": "add", "x": 1, "y": 2})).await;
+    assert_eq!(response, json!({"success": true, "solution": 3}));
+}
