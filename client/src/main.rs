@@ -1,1 +1,255 @@
-fn main(){}
+//! `tcpy`: runs one command on a tcpy host and prints every message it sends.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::Value;
+use tcpy_client::{Client, ClientError, DEFAULT_HOST, DEFAULT_PORT, Encoding, Object, Operation, Turn};
+use tokio::sync::mpsc;
+
+const EXAMPLES: &str = "\
+Examples:
+  tcpy add x=1 y=2                      {\"success\":true,\"solution\":3}
+  tcpy echo name=ann tags='[1,2]'
+  tcpy --params '{\"x\": 1, \"y\": 2}' add
+  tcpy --talk tally start=10            then type n=5, n=2, ... and Ctrl-D
+
+Exit status: 0 on a success response, 1 on an error response, 2 when the host
+cannot be reached or the exchange fails.";
+
+/// Run a command on a tcpy host; print each message it sends as one JSON line.
+#[derive(Debug, Parser)]
+#[command(name = "tcpy", version, after_help = EXAMPLES)]
+struct Args {
+    /// The host to connect to.
+    #[arg(long, env = "TCPY_HOST", default_value = DEFAULT_HOST)]
+    host: String,
+    /// The port to connect to.
+    #[arg(long, env = "TCPY_PORT", default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Seconds to wait for connecting, for sending, and for each message from the host.
+    /// With --talk, waiting while stdin is open is not limited: the handler may be
+    /// waiting for you.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    timeout: Duration,
+    /// Send msgpack bodies, as tcpy 0.0.x clients did, instead of JSON.
+    #[arg(long)]
+    msgpack: bool,
+    /// The params as one JSON object; KEY=VALUE words are added to it.
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    /// Talk with the handler: send it each line typed on stdin (a JSON object, or
+    /// KEY=VALUE words) until it answers; end of input (Ctrl-D) tells it you are done.
+    #[arg(long)]
+    talk: bool,
+    /// The command to run.
+    cmd: String,
+    /// A param; VALUE is taken as JSON if it parses (x=1, ok=true, a list or object), else as
+    /// a string (name=ann).
+    #[arg(value_name = "KEY=VALUE")]
+    words: Vec<String>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::ErrorResponse) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("tcpy: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How a request ended, when it reached its response.
+enum Outcome {
+    Success,
+    ErrorResponse,
+}
+
+/// What the talk loop woke up for.
+enum Event {
+    Turn(Result<Turn, ClientError>),
+    Line(Option<std::io::Result<String>>),
+}
+
+async fn run(args: Args) -> anyhow::Result<Outcome> {
+    let mut params = match &args.params {
+        Some(json) => parse_object(json).context("--params must be a JSON object")?,
+        None => Object::new(),
+    };
+    params.extend(parse_words(args.words.iter().map(String::as_str))?);
+    let encoding = if args.msgpack {
+        Encoding::Msgpack
+    } else {
+        Encoding::Json
+    };
+    let mut client = Client::new(args.host, args.port)
+        .with_timeout(args.timeout)
+        .with_encoding(encoding);
+    let mut conversation = client.conversation(&args.cmd, params).await?;
+    let mut input = if args.talk {
+        Some(read_stdin())
+    } else {
+        // Like a tcpy 0.0.x client, say nothing after the request: a handler that
+        // waits for input learns at once that none will come.
+        conversation.close_send().await?;
+        None
+    };
+    loop {
+        let event = match &mut input {
+            None => Event::Turn(conversation.recv().await),
+            // NB: `Conversation::recv` is cancel-safe, so a line winning the race
+            // loses no message from the handler.
+            Some(lines) => tokio::select! {
+                turn = conversation.recv() => Event::Turn(turn),
+                line = lines.recv() => Event::Line(line),
+            },
+        };
+        match event {
+            Event::Turn(Ok(Turn::Message(message))) => print(&message)?,
+            Event::Turn(Ok(Turn::Response(response))) => {
+                print(&response)?;
+                return Ok(if response.get("error") == Some(&Value::Bool(true)) {
+                    Outcome::ErrorResponse
+                } else {
+                    Outcome::Success
+                });
+            }
+            // The handler may be waiting for the user, who may take their time.
+            Event::Turn(Err(ClientError::Timeout {
+                operation: Operation::Recv,
+                ..
+            })) if input.is_some() => {}
+            Event::Turn(Err(error)) => return Err(error.into()),
+            Event::Line(Some(line)) => match parse_line(&line.context("cannot read stdin")?) {
+                Ok(Some(message)) => conversation.send(message).await?,
+                Ok(None) => {}
+                // One mistyped line should not end the whole conversation.
+                Err(error) => eprintln!("tcpy: line not sent: {error:#}"),
+            },
+            Event::Line(None) => {
+                conversation.close_send().await?;
+                input = None;
+            }
+        }
+    }
+}
+
+/// Lines of stdin, read on a thread of their own: a blocking read cannot be
+/// cancelled, and this thread must not keep the process alive once the response is in.
+fn read_stdin() -> mpsc::Receiver<std::io::Result<String>> {
+    let (lines, receiver) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if lines.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+fn print(object: &Object) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, object).context("cannot write to stdout")?;
+    writeln!(stdout).context("cannot write to stdout")
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
+}
+
+fn parse_object(json: &str) -> anyhow::Result<Object> {
+    match serde_json::from_str(json)? {
+        Value::Object(object) => Ok(object),
+        _ => bail!("not an object"),
+    }
+}
+
+/// A line typed during a conversation: a JSON object, or KEY=VALUE words; `None` for
+/// a blank line.
+fn parse_line(line: &str) -> anyhow::Result<Option<Object>> {
+    let line = line.trim();
+    if line.is_empty() {
+        Ok(None)
+    } else if line.starts_with('{') {
+        parse_object(line).map(Some)
+    } else {
+        parse_words(line.split_whitespace()).map(Some)
+    }
+}
+
+/// `KEY=VALUE` words as an object, each value JSON if it parses, else a string.
+fn parse_words<'a>(words: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Object> {
+    let mut object = Object::new();
+    for word in words {
+        let Some((key, value)) = word.split_once('=').filter(|(key, _)| !key.is_empty()) else {
+            bail!("`{word}` is not KEY=VALUE");
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        if object.insert(key.to_owned(), value).is_some() {
+            bail!("`{key}` is given twice");
+        }
+    }
+    Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn words_are_json_when_they_parse_and_strings_otherwise() {
+        let object = parse_words(["x=1", "name=ann", "ok=true", "tags=[1,\"a\"]", "empty=", "eq=a=b"])
+            .expect("valid words");
+        assert_eq!(
+            Value::Object(object),
+            json!({"x": 1, "name": "ann", "ok": true, "tags": [1, "a"], "empty": "", "eq": "a=b"})
+        );
+    }
+
+    #[test]
+    fn words_need_a_key_and_no_repeats() {
+        assert!(parse_words(["x"]).is_err());
+        assert!(parse_words(["=1"]).is_err());
+        assert!(parse_words(["x=1", "x=2"]).is_err());
+    }
+
+    #[test]
+    fn lines_are_json_objects_or_words() {
+        assert_eq!(parse_line("  ").expect("blank"), None);
+        let json = parse_line(r#"{"n": 5}"#).expect("json").map(Value::Object);
+        assert_eq!(json, Some(json!({"n": 5})));
+        let words = parse_line("n=5 done=true").expect("words").map(Value::Object);
+        assert_eq!(words, Some(json!({"n": 5, "done": true})));
+        assert!(parse_line("[1]").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        let args = Args::try_parse_from(["tcpy", "--port", "9", "--msgpack", "add", "x=1"]).expect("valid");
+        assert_eq!((args.port, args.msgpack, args.cmd.as_str()), (9, true, "add"));
+        assert_eq!(args.words, ["x=1"]);
+    }
+}
