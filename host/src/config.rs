@@ -42,6 +42,10 @@ pub struct Cli {
     /// How long shutdown waits for requests in flight before dropping them.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Also serve `native_add` and `native_echo`: the example handlers as plain Rust,
+    /// no sandbox, for benchmarks to compare against (see docs/performance.md).
+    #[arg(long)]
+    pub native_baseline: bool,
 }
 
 impl Cli {

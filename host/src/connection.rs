@@ -12,7 +12,8 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::Host;
-use crate::runtime::{Peer, PeerError, PeerFuture};
+use crate::native::Native;
+use crate::runtime::{Handler, Peer, PeerError, PeerFuture};
 
 /// The framed stream of one connection, shared between the request loop and the
 /// handler currently talking to the client.
@@ -112,23 +113,30 @@ async fn dispatch(
         }
     };
     let cmd = request.cmd.as_str();
-    let Some(handler) = host.registry.get(cmd) else {
-        tracing::debug!(%peer, cmd, "unknown command");
-        return error_response(ErrorCode::UnknownCommand, format!("unknown command `{cmd}`"));
+    let target = match (host.registry.get(cmd), host.native(cmd)) {
+        (Some(handler), _) => Target::Sandboxed(handler),
+        (None, Some(native)) => Target::Native(native),
+        (None, None) => {
+            tracing::debug!(%peer, cmd, "unknown command");
+            return error_response(ErrorCode::UnknownCommand, format!("unknown command `{cmd}`"));
+        }
     };
     let Ok(_permit) = host.in_flight.clone().try_acquire_owned() else {
         tracing::warn!(%peer, cmd, "busy: too many requests in flight");
         return error_response(ErrorCode::Busy, "too many requests in flight; try again later");
     };
-    let conversation = Conversation {
-        transport: Arc::clone(transport),
-        encoding: message.encoding,
-    };
     let started = Instant::now();
-    let result = host
-        .runtime
-        .execute(&handler, request.params, Box::new(conversation))
-        .await;
+    let result = match target {
+        Target::Sandboxed(handler) => {
+            let conversation = Conversation {
+                transport: Arc::clone(transport),
+                encoding: message.encoding,
+            };
+            let peer = Box::new(conversation);
+            host.runtime.execute(&handler, request.params, peer).await
+        }
+        Target::Native(native) => Ok(native.execute(request.params)),
+    };
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(response) => {
@@ -143,6 +151,12 @@ async fn dispatch(
             error_response(code, error.to_string())
         }
     }
+}
+
+/// What serves a command: a sandboxed handler, or the native baseline.
+enum Target {
+    Sandboxed(Arc<Handler>),
+    Native(Native),
 }
 
 /// The handler's side of the connection while its request runs.

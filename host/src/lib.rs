@@ -14,6 +14,7 @@
 pub mod config;
 mod connection;
 pub mod loader;
+pub mod native;
 pub mod registry;
 pub mod runtime;
 pub mod server;
@@ -33,6 +34,8 @@ pub struct Host {
     /// One permit per instance the pool holds: a request that finds none gets `busy`
     /// at once instead of waiting.
     in_flight: Arc<Semaphore>,
+    /// Whether the native `add` and `echo` are served too (`--native-baseline`).
+    native_baseline: bool,
 }
 
 /// Why a host could not be set up.
@@ -57,9 +60,25 @@ impl Host {
         let handlers = loader::load_dir(&runtime, dir).await?;
         Ok(Self {
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+            native_baseline: false,
             registry: Registry::new(handlers),
             runtime,
         })
+    }
+
+    /// Also serves the native baseline: `add` and `echo` as plain Rust functions,
+    /// under the names `native_add` and `native_echo` (see [`native`]). A handler
+    /// component of the same name wins.
+    pub fn with_native_baseline(mut self) -> Self {
+        self.native_baseline = true;
+        self
+    }
+
+    /// The native command `cmd` names, if the native baseline is on.
+    fn native(&self, cmd: &str) -> Option<native::Native> {
+        self.native_baseline
+            .then(|| native::Native::lookup(cmd))
+            .flatten()
     }
 
     /// The handlers this host serves.

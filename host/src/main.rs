@@ -28,6 +28,12 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let host = Host::load(cli.limits(), &cli.handlers)
         .await
         .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?;
+    let host = if cli.native_baseline {
+        tracing::info!("native baseline on: serving native_add and native_echo too");
+        host.with_native_baseline()
+    } else {
+        host
+    };
     let commands = host.registry().commands();
     if commands.is_empty() {
         tracing::warn!(dir = %cli.handlers.display(), "no handlers loaded: every request will get unknown_command");

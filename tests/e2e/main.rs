@@ -1,6 +1,7 @@
 //! End-to-end tests: a real host on port 0, the real handlers built to wasm, real TCP.
 
 mod bad_input;
+mod bench;
 mod conversation;
 mod failures;
 mod load;

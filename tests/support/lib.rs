@@ -67,7 +67,22 @@ impl TestHost {
     /// A host with the given limits and grace period.
     pub async fn start_with(limits: Limits, grace: Duration) -> Self {
         init_logging();
-        let host = Arc::new(Host::load(limits, &handlers_dir()).await.expect("host loads"));
+        let host = Host::load(limits, &handlers_dir()).await.expect("host loads");
+        Self::serve(host, grace).await
+    }
+
+    /// A host with [`test_limits`] that also serves `native_add` and `native_echo`.
+    pub async fn start_native_baseline() -> Self {
+        init_logging();
+        let host = Host::load(test_limits(), &handlers_dir())
+            .await
+            .expect("host loads");
+        Self::serve(host.with_native_baseline(), Duration::from_secs(5)).await
+    }
+
+    /// Serves `host` on a free port of 127.0.0.1.
+    pub async fn serve(host: Host, grace: Duration) -> Self {
+        let host = Arc::new(host);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let (stop, stopped) = oneshot::channel::<()>();

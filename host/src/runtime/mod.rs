@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod handler;
 mod peer;
+mod reuse;
 mod state;
 mod stdio;
 
@@ -20,6 +21,8 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 pub use error::{ExecError, LoadError};
 pub use handler::Handler;
 pub use peer::{Peer, PeerError, PeerFuture};
+#[doc(hidden)]
+pub use reuse::ReusedInstance;
 
 use state::RequestState;
 
@@ -101,6 +104,21 @@ impl Runtime {
         peer: Box<dyn Peer>,
     ) -> Result<Object, ExecError> {
         let params = serde_json::Value::Object(params).to_string();
+        let mut store = self.new_store(handler, peer);
+        let started = Instant::now();
+        let result = async {
+            let instance = handler.pre().instantiate_async(&mut store).await?;
+            instance.call_execute(&mut store, &params).await
+        }
+        .await;
+        match result {
+            Ok(text) => error::parse_response(&text, self.limits.max_message),
+            Err(error) => Err(self.classify(error, store.data(), started)),
+        }
+    }
+
+    /// A fresh store for one request of `handler`: its memory cap and its deadline.
+    fn new_store(&self, handler: &Handler, peer: Box<dyn Peer>) -> Store<RequestState> {
         let state = RequestState::new(handler.name(), peer, &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -117,16 +135,7 @@ impl Runtime {
                 Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
-        let started = Instant::now();
-        let result = async {
-            let instance = handler.pre().instantiate_async(&mut store).await?;
-            instance.call_execute(&mut store, &params).await
-        }
-        .await;
-        match result {
-            Ok(text) => error::parse_response(&text, self.limits.max_message),
-            Err(error) => Err(self.classify(error, store.data(), started)),
-        }
+        store
     }
 
     /// Turns a wasmtime error into the reason a client is told.

@@ -53,6 +53,12 @@ impl RequestState {
         &self.command
     }
 
+    /// Starts the deadline's clock again, for an instance that serves another call.
+    pub(super) fn restart(&mut self) {
+        self.started = Instant::now();
+        self.waited = Duration::ZERO;
+    }
+
     /// Time the request has spent running, as the deadline counts it.
     pub(super) fn busy_time(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.waited)
