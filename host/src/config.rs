@@ -39,6 +39,15 @@ pub struct Cli {
     /// Requests that may run at once; more get a `busy` error. Sizes the instance pool.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
+    /// Do not follow changes to the handlers directory (hot swap is on by default).
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Where compiled handlers are cached [default: $XDG_CACHE_HOME/tcpy or ~/.cache/tcpy].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every handler afresh; keep no compile cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// How long shutdown waits for requests in flight before dropping them.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
@@ -57,6 +66,23 @@ impl Cli {
             max_message: self.max_message,
             max_in_flight: self.max_requests,
         }
+    }
+}
+
+impl Cli {
+    /// The compile cache directory to use, if any: `--cache-dir`, else the user's
+    /// cache directory; none with `--no-cache` or when no cache directory is known.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+            Some(base.join("tcpy"))
+        })
     }
 }
 

@@ -18,8 +18,9 @@ pub mod native;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod watcher;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -30,6 +31,7 @@ use runtime::{Limits, LoadError, Runtime};
 /// Everything connections share: the sandbox runtime, the handlers, the in-flight cap.
 pub struct Host {
     runtime: Arc<Runtime>,
+    handlers_dir: PathBuf,
     registry: Registry,
     /// One permit per instance the pool holds: a request that finds none gets `busy`
     /// at once instead of waiting.
@@ -50,15 +52,26 @@ pub enum SetupError {
 }
 
 impl Host {
-    /// Builds the runtime for `limits` and loads every handler in `dir`.
+    /// Builds a runtime for `limits` (no compile cache) and loads every handler in `dir`.
     ///
     /// # Errors
     /// A [`SetupError`] if wasmtime cannot be configured or `dir` cannot be read. Single
     /// handlers that fail to load are logged and skipped.
     pub async fn load(limits: Limits, dir: &Path) -> Result<Self, SetupError> {
-        let runtime = Arc::new(Runtime::new(limits)?);
+        Self::with_runtime(Runtime::new(limits)?, dir).await
+    }
+
+    /// Loads every handler in `dir` into `runtime`.
+    ///
+    /// # Errors
+    /// A [`SetupError`] if `dir` cannot be read. Single handlers that fail to load are
+    /// logged and skipped.
+    pub async fn with_runtime(runtime: Runtime, dir: &Path) -> Result<Self, SetupError> {
+        let limits = *runtime.limits();
+        let runtime = Arc::new(runtime);
         let handlers = loader::load_dir(&runtime, dir).await?;
         Ok(Self {
+            handlers_dir: dir.to_owned(),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
             native_baseline: false,
             registry: Registry::new(handlers),
@@ -84,6 +97,16 @@ impl Host {
     /// The handlers this host serves.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The directory the handlers come from.
+    pub fn handlers_dir(&self) -> &Path {
+        &self.handlers_dir
+    }
+
+    /// The sandbox runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     /// The limits every request runs under.

@@ -55,20 +55,32 @@ pub fn command_name(path: &Path) -> Option<&str> {
     (!stem.is_empty() && !stem.starts_with('.')).then_some(stem)
 }
 
-/// Reads and compiles one handler file on a blocking thread, so serving never waits on Cranelift.
+/// Reads a handler file.
+///
+/// # Errors
+/// [`FileError::Read`] naming the file.
+pub async fn read(path: &Path) -> Result<Vec<u8>, FileError> {
+    tokio::fs::read(path).await.map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Compiles a handler's bytes (or loads them from the compile cache) on a blocking
+/// thread, so serving never waits on Cranelift.
 ///
 /// # Errors
 /// A [`FileError`] naming the file and what is wrong with it.
-pub async fn load_file(runtime: &Arc<Runtime>, command: &str, path: &Path) -> Result<Handler, FileError> {
+pub async fn compile(
+    runtime: &Arc<Runtime>,
+    command: &str,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<Handler, FileError> {
     let runtime = Arc::clone(runtime);
     let command = command.to_owned();
-    let path = path.to_owned();
-    let task_path = path.clone();
+    let task_path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&task_path).map_err(|source| FileError::Read {
-            path: task_path.clone(),
-            source,
-        })?;
         runtime
             .compile(&command, &bytes)
             .map_err(|source| FileError::Load {
@@ -77,11 +89,23 @@ pub async fn load_file(runtime: &Arc<Runtime>, command: &str, path: &Path) -> Re
             })
     })
     .await
-    .unwrap_or(Err(FileError::Cancelled { path }))
+    .unwrap_or_else(|_| {
+        Err(FileError::Cancelled {
+            path: path.to_owned(),
+        })
+    })
 }
 
-/// Loads every handler in `dir`. A file that fails to load is logged and skipped, so
-/// one bad handler does not keep the others from serving.
+/// Reads and compiles one handler file.
+///
+/// # Errors
+/// A [`FileError`] naming the file and what is wrong with it.
+pub async fn load_file(runtime: &Arc<Runtime>, command: &str, path: &Path) -> Result<Handler, FileError> {
+    compile(runtime, command, path, read(path).await?).await
+}
+
+/// Loads every handler in `dir`, several at once. A file that fails to load is logged
+/// and skipped, so one bad handler does not keep the others from serving.
 ///
 /// # Errors
 /// A [`DirError`] if the directory itself cannot be read.
@@ -90,16 +114,30 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
         path: dir.to_owned(),
         source,
     };
-    let mut handlers = HashMap::new();
+    let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
-        let path = entry.map_err(read_error)?.path();
-        let Some(command) = command_name(&path) else {
-            continue;
-        };
-        let started = std::time::Instant::now();
-        match load_file(runtime, command, &path).await {
+        paths.push(entry.map_err(read_error)?.path());
+    }
+    let loads = paths.iter().filter_map(|path| {
+        let command = command_name(path)?;
+        Some(async move {
+            let started = std::time::Instant::now();
+            let loaded = load_file(runtime, command, path).await;
+            (command, path, loaded, started.elapsed())
+        })
+    });
+    let mut handlers = HashMap::new();
+    for (command, path, loaded, elapsed) in futures::future::join_all(loads).await {
+        match loaded {
             Ok(handler) => {
-                tracing::info!(cmd = command, path = %path.display(), elapsed_ms = started.elapsed().as_millis(), "handler loaded");
+                tracing::info!(
+                    cmd = command,
+                    path = %path.display(),
+                    version = %handler.digest().short(),
+                    from_cache = handler.from_cache(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "handler loaded"
+                );
                 handlers.insert(command.to_owned(), Arc::new(handler));
             }
             Err(error) => tracing::error!(cmd = command, %error, "handler not loaded"),

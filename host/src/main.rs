@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use tcpy_host::Host;
 use tcpy_host::config::Cli;
+use tcpy_host::runtime::Runtime;
+use tcpy_host::watcher::Watcher;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -25,7 +27,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let host = Host::load(cli.limits(), &cli.handlers)
+    let mut runtime = Runtime::new(cli.limits()).context("cannot set up the WebAssembly runtime")?;
+    match cli.cache_dir() {
+        Some(dir) => {
+            runtime = runtime.with_compile_cache(&dir)?;
+            tracing::info!(dir = %dir.display(), "compile cache");
+        }
+        None => tracing::info!("no compile cache: every handler is compiled at load"),
+    }
+    let host = Host::with_runtime(runtime, &cli.handlers)
         .await
         .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?;
     let host = if cli.native_baseline {
@@ -45,7 +55,14 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!(%address, commands = ?commands, "tcpy-host listening");
-    tcpy_host::server::run(listener, Arc::new(host), shutdown_signal(), cli.grace).await;
+    let host = Arc::new(host);
+    // Held until the server stops; dropping it stops following the directory.
+    let _watcher = if cli.no_watch {
+        None
+    } else {
+        Some(Watcher::start(Arc::clone(&host))?)
+    };
+    tcpy_host::server::run(listener, host, shutdown_signal(), cli.grace).await;
     Ok(())
 }
 

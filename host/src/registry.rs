@@ -29,6 +29,29 @@ impl Registry {
         self.handlers.load().get(cmd).cloned()
     }
 
+    /// Serves `cmd` with `handler` from now on; returns the version it replaces.
+    /// Requests already running keep the version they started with.
+    pub fn insert(&self, cmd: &str, handler: Arc<Handler>) -> Option<Arc<Handler>> {
+        let mut previous = None;
+        self.handlers.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            previous = next.insert(cmd.to_owned(), Arc::clone(&handler));
+            next
+        });
+        previous
+    }
+
+    /// Stops serving `cmd`; returns the version that served it, if any.
+    pub fn remove(&self, cmd: &str) -> Option<Arc<Handler>> {
+        let mut previous = None;
+        self.handlers.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            previous = next.remove(cmd);
+            next
+        });
+        previous
+    }
+
     /// The commands served, sorted.
     pub fn commands(&self) -> Vec<String> {
         let mut commands: Vec<String> = self.handlers.load().keys().cloned().collect();

@@ -4,6 +4,7 @@ mod bad_input;
 mod bench;
 mod conversation;
 mod failures;
+mod hot_swap;
 mod load;
 mod requests;
 mod shutdown;

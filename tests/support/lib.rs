@@ -2,17 +2,18 @@
 //! and small raw-socket clients for both framings.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use serde_json::Value;
 use tcpy_host::Host;
-use tcpy_host::runtime::Limits;
+use tcpy_host::runtime::{Limits, Runtime};
+use tcpy_host::watcher::{SwapEvent, Watcher};
 use tcpy_protocol::Object;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 /// The directory `cargo xtask build-handlers` fills with the example and test handlers.
@@ -49,11 +50,17 @@ pub fn test_limits() -> Limits {
     }
 }
 
-/// A running host; [`TestHost::shutdown`] stops it gracefully.
+/// The bytes of a built handler component, e.g. `handler_bytes("add")`.
+pub fn handler_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(handlers_dir().join(format!("{name}.wasm"))).expect("a built handler")
+}
+
+/// A running host; [`TestHost::begin_shutdown`] stops it gracefully.
 pub struct TestHost {
     /// Where it listens.
     pub addr: SocketAddr,
     host: Arc<Host>,
+    watcher: Option<Watcher>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
@@ -66,23 +73,32 @@ impl TestHost {
 
     /// A host with the given limits and grace period.
     pub async fn start_with(limits: Limits, grace: Duration) -> Self {
-        init_logging();
-        let host = Host::load(limits, &handlers_dir()).await.expect("host loads");
-        Self::serve(host, grace).await
+        let runtime = Runtime::new(limits).expect("runtime builds");
+        Self::serve(runtime, &handlers_dir(), grace, false).await
     }
 
-    /// A host with [`test_limits`] that also serves `native_add` and `native_echo`.
+    /// A host with [`test_limits`] that also serves the native baseline
+    /// (`native_add`, `native_echo`).
     pub async fn start_native_baseline() -> Self {
         init_logging();
-        let host = Host::load(test_limits(), &handlers_dir())
+        let runtime = Runtime::new(test_limits()).expect("runtime builds");
+        let host = Host::with_runtime(runtime, &handlers_dir())
             .await
             .expect("host loads");
-        Self::serve(host.with_native_baseline(), Duration::from_secs(5)).await
+        Self::serve_host(host.with_native_baseline(), Duration::from_secs(5), false).await
     }
 
-    /// Serves `host` on a free port of 127.0.0.1.
-    pub async fn serve(host: Host, grace: Duration) -> Self {
+    /// A host running `runtime` on the handlers in `dir`, following changes to the
+    /// directory if `watch`.
+    pub async fn serve(runtime: Runtime, dir: &Path, grace: Duration, watch: bool) -> Self {
+        init_logging();
+        let host = Host::with_runtime(runtime, dir).await.expect("host loads");
+        Self::serve_host(host, grace, watch).await
+    }
+
+    async fn serve_host(host: Host, grace: Duration, watch: bool) -> Self {
         let host = Arc::new(host);
+        let watcher = watch.then(|| Watcher::start(Arc::clone(&host)).expect("watches"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -97,9 +113,23 @@ impl TestHost {
         Self {
             addr,
             host,
+            watcher,
             stop: Some(stop),
             server,
         }
+    }
+
+    /// The host's shared state.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The watcher's swap events from now on.
+    pub fn swaps(&self) -> broadcast::Receiver<SwapEvent> {
+        self.watcher
+            .as_ref()
+            .expect("the host watches its directory")
+            .subscribe()
     }
 
     /// The limits the host runs under.
@@ -119,6 +149,27 @@ impl TestHost {
         }
         &mut self.server
     }
+}
+
+/// Waits (up to 10 s) for the watcher to report an event about `command`, skipping
+/// events about other commands.
+pub async fn next_swap(events: &mut broadcast::Receiver<SwapEvent>, command: &str) -> SwapEvent {
+    let wait = async {
+        loop {
+            let event = events.recv().await.expect("the watcher is running");
+            let about = match &event {
+                SwapEvent::Loaded { command, .. }
+                | SwapEvent::Rejected { command, .. }
+                | SwapEvent::Removed { command } => command,
+            };
+            if about == command {
+                return event;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no swap event for `{command}` within 10 s"))
 }
 
 /// Builds an object from a `json!` literal.

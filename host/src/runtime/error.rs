@@ -15,6 +15,14 @@ pub enum LoadError {
     /// The epoch ticker thread could not be started.
     #[error("cannot start the epoch ticker thread: {0}")]
     Ticker(std::io::Error),
+    /// The compile cache directory cannot be created.
+    #[error("cannot use compile cache directory `{}`: {source}", dir.display())]
+    Cache {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The bytes are not a valid WebAssembly component.
     #[error("not a valid WebAssembly component: {0:#}")]
     Compile(wasmtime::Error),

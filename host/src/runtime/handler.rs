@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::{LoadError, state::RequestState};
+use super::{Digest, LoadError, state::RequestState};
 
 /// Host bindings generated from `wit/tcpy.wit`.
 pub(super) mod bindings {
@@ -24,23 +23,38 @@ pub(super) mod bindings {
 /// One command's compiled component, pre-linked so a request only instantiates it.
 pub struct Handler {
     name: Arc<str>,
+    digest: Digest,
+    from_cache: bool,
     pre: bindings::HandlerPre<RequestState>,
 }
 
 impl Handler {
-    pub(super) fn compile(
-        engine: &Engine,
+    /// Links a compiled component, checking that it implements the `handler` world.
+    pub(super) fn link(
         linker: &Linker<RequestState>,
         name: &str,
-        bytes: &[u8],
+        component: &Component,
+        digest: Digest,
+        from_cache: bool,
     ) -> Result<Self, LoadError> {
-        let component = Component::new(engine, bytes).map_err(LoadError::Compile)?;
-        let pre = linker.instantiate_pre(&component).map_err(LoadError::World)?;
+        let pre = linker.instantiate_pre(component).map_err(LoadError::World)?;
         let pre = bindings::HandlerPre::new(pre).map_err(LoadError::World)?;
         Ok(Self {
             name: name.into(),
+            digest,
+            from_cache,
             pre,
         })
+    }
+
+    /// The SHA-256 of the component this handler was built from: its version.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Whether it was loaded from the compile cache rather than compiled.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// The command this handler serves.

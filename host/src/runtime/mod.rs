@@ -4,6 +4,7 @@
 //! gets a new `Store` with its own memory cap, deadline and (empty) WASI context, takes
 //! an instance from wasmtime's pooling allocator, and drops it all when it ends.
 
+mod cache;
 mod engine;
 mod error;
 mod handler;
@@ -12,12 +13,14 @@ mod reuse;
 mod state;
 mod stdio;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tcpy_protocol::Object;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+pub use cache::Digest;
 pub use error::{ExecError, LoadError};
 pub use handler::Handler;
 pub use peer::{Peer, PeerError, PeerFuture};
@@ -55,6 +58,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RequestState>,
     limits: Limits,
+    cache: Option<cache::CompileCache>,
 }
 
 impl Runtime {
@@ -74,7 +78,22 @@ impl Runtime {
             engine,
             linker,
             limits,
+            cache: None,
         })
+    }
+
+    /// Keeps compiled components in `dir`, so a component already compiled (same
+    /// bytes, same engine settings) is loaded instead of compiled again.
+    ///
+    /// # Errors
+    /// Fails if `dir` cannot be created.
+    pub fn with_compile_cache(mut self, dir: &Path) -> Result<Self, LoadError> {
+        let cache = cache::CompileCache::open(dir, &self.engine).map_err(|source| LoadError::Cache {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        self.cache = Some(cache);
+        Ok(self)
     }
 
     /// The limits requests run under.
@@ -88,7 +107,21 @@ impl Runtime {
     /// # Errors
     /// A [`LoadError`] if the bytes are not a component or do not fit the world.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Handler, LoadError> {
-        Handler::compile(&self.engine, &self.linker, name, bytes)
+        let digest = Digest::of(bytes);
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, &digest))
+        {
+            return Handler::link(&self.linker, name, &component, digest, true);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        // Link before caching: a component that does not fit the world is not kept.
+        let handler = Handler::link(&self.linker, name, &component, digest, false)?;
+        if let Some(cache) = &self.cache {
+            cache.store(&digest, &component);
+        }
+        Ok(handler)
     }
 
     /// Runs one request: a fresh instance of `handler` executes `params`, talking to
