@@ -8,6 +8,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod languages;
+
 /// The example handlers `serve` offers.
 const EXAMPLES: [&str; 3] = ["add", "echo", "tally"];
 /// Handlers only the tests use.
@@ -23,8 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Builds the handler components into target/handlers (examples) and
-    /// target/test-handlers (examples and test fixtures).
+    /// Builds the handler components into target/handlers (examples, the Python and
+    /// JavaScript ones as `py_add`, `js_tally`, …), target/test-handlers (Rust examples
+    /// and test fixtures) and target/language-handlers/{rust,py,js} (what the
+    /// cross-language tests serve), installing the Python and JavaScript toolchains first.
     BuildHandlers,
     /// Builds the handlers, then runs the host on target/handlers.
     Serve {
@@ -108,6 +112,20 @@ impl Workspace {
         copy_components(&built, &self.target.join("handlers"), &EXAMPLES)?;
         let everything: Vec<&str> = EXAMPLES.iter().chain(&TEST_ONLY).copied().collect();
         copy_components(&built, &self.target.join("test-handlers"), &everything)?;
+
+        // The Python and JavaScript components are large and slow to compile, so the
+        // tests load them only in hosts of their own (target/language-handlers/LANG).
+        languages::build(self)?;
+        let by_language = self.target.join("language-handlers");
+        copy_components(&built, &by_language.join("rust"), &["add", "tally", "misbehave"])?;
+        for language in languages::LANGUAGES {
+            for handler in languages::HANDLERS {
+                let component = languages::component(self, language, handler);
+                let prefixed = format!("{}_{handler}", language.prefix());
+                copy_component(&component, &self.target.join("handlers"), &prefixed)?;
+                copy_component(&component, &by_language.join(language.prefix()), handler)?;
+            }
+        }
         eprintln!(
             "handlers ready in {}",
             self.relative(&self.target.join("handlers")).display()
@@ -141,25 +159,29 @@ fn add_wasm_target() -> Result<()> {
 }
 
 /// Copies each `NAME.wasm` of `names` from `from` to `to`.
-///
-/// A running host watches `to` and reloads what changes, so files that are already
-/// up to date are left alone, and the others are replaced by a rename: the host
-/// never sees a half-written component.
 fn copy_components(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create `{}`", to.display()))?;
     for name in names {
-        let (source, destination) = (from.join(format!("{name}.wasm")), to.join(format!("{name}.wasm")));
-        let component =
-            std::fs::read(&source).with_context(|| format!("cannot read `{}`", source.display()))?;
-        if std::fs::read(&destination).is_ok_and(|old| old == component) {
-            continue;
-        }
-        let partial = to.join(format!(".{name}.wasm.partial"));
-        std::fs::write(&partial, &component)
-            .and_then(|()| std::fs::rename(&partial, &destination))
-            .with_context(|| format!("cannot write `{}`", destination.display()))?;
+        copy_component(&from.join(format!("{name}.wasm")), to, name)?;
     }
     Ok(())
+}
+
+/// Copies the component `source` to `to/NAME.wasm`.
+///
+/// A running host watches `to` and reloads what changes, so a file that is already
+/// up to date is left alone, and another is replaced by a rename: the host never
+/// sees a half-written component.
+fn copy_component(source: &Path, to: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create `{}`", to.display()))?;
+    let destination = to.join(format!("{name}.wasm"));
+    let component = std::fs::read(source).with_context(|| format!("cannot read `{}`", source.display()))?;
+    if std::fs::read(&destination).is_ok_and(|old| old == component) {
+        return Ok(());
+    }
+    let partial = to.join(format!(".{name}.wasm.partial"));
+    std::fs::write(&partial, &component)
+        .and_then(|()| std::fs::rename(&partial, &destination))
+        .with_context(|| format!("cannot write `{}`", destination.display()))
 }
 
 /// Runs `command`, failing unless it succeeds.
