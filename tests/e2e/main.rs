@@ -5,6 +5,7 @@ mod bench;
 mod conversation;
 mod failures;
 mod hot_swap;
+mod languages;
 mod load;
 mod requests;
 mod shutdown;

@@ -30,6 +30,23 @@ pub fn handlers_dir() -> PathBuf {
     dir
 }
 
+/// The handlers of one language, where `cargo xtask build-handlers` puts them for the
+/// cross-language tests: `target/language-handlers/{rust,py,js}`, each serving `add`
+/// and `tally`. The Python and JavaScript components are large, so they live apart
+/// from [`handlers_dir`], which every other test host loads.
+pub fn language_handlers_dir(language: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("language-handlers").join(language);
+    assert!(
+        dir.join("add.wasm").is_file() && dir.join("tally.wasm").is_file(),
+        "no handlers in {}: run `cargo xtask test` (or `cargo xtask build-handlers` first)",
+        dir.display()
+    );
+    dir
+}
+
 /// Routes the host's logs to the test output, shown when a test fails.
 fn init_logging() {
     static ONCE: Once = Once::new();
@@ -75,6 +92,18 @@ impl TestHost {
     pub async fn start_with(limits: Limits, grace: Duration) -> Self {
         let runtime = Runtime::new(limits).expect("runtime builds");
         Self::serve(runtime, &handlers_dir(), grace, false).await
+    }
+
+    /// A host with [`test_limits`] serving the handlers in `dir`, compiled through a
+    /// compile cache beside them (`DIR/../compile-cache`), so that large components are
+    /// compiled once, not in every test run.
+    pub async fn start_in(dir: &Path) -> Self {
+        let cache = dir.parent().unwrap_or(dir).join("compile-cache");
+        let runtime = Runtime::new(test_limits())
+            .expect("runtime builds")
+            .with_compile_cache(&cache)
+            .expect("compile cache opens");
+        Self::serve(runtime, dir, Duration::from_secs(5), false).await
     }
 
     /// A host with [`test_limits`] that also serves the native baseline
