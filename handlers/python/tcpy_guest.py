@@ -64,27 +64,34 @@ def recv():
     return None if text is None else json.loads(text)
 
 
-def _bind(cls, params):
-    """Calls ``cls(**params)``, or returns why the params do not fit its ``__init__``.
+class _Binder:
+    """Makes handlers of ``cls`` from params. Built once, when the module is imported,
+    which componentize-py does at build time: requests do not pay for ``inspect``."""
 
-    Unknown params are ignored (as the Rust SDK does) unless ``__init__`` takes ``**kwargs``."""
-    if not isinstance(params, dict):
-        return None, "params must be a JSON object"
-    signature = inspect.signature(cls)
-    kinds = {parameter.kind for parameter in signature.parameters.values()}
-    if inspect.Parameter.VAR_KEYWORD not in kinds:
-        params = {name: value for name, value in params.items() if name in signature.parameters}
-    try:
-        signature.bind(**params)
-    except TypeError as unfit:
-        return None, str(unfit)
-    return cls(**params), None
+    def __init__(self, cls):
+        self.cls = cls
+        self.signature = inspect.signature(cls)
+        kinds = {parameter.kind for parameter in self.signature.parameters.values()}
+        # Unknown params are ignored (as the Rust SDK does) unless __init__ takes **kwargs.
+        self.names = None if inspect.Parameter.VAR_KEYWORD in kinds else set(self.signature.parameters)
+
+    def bind(self, params):
+        """``cls(**params)``, or ``None`` and why the params do not fit ``__init__``."""
+        if not isinstance(params, dict):
+            return None, "params must be a JSON object"
+        if self.names is not None:
+            params = {name: value for name, value in params.items() if name in self.names}
+        try:
+            self.signature.bind(**params)
+        except TypeError as unfit:
+            return None, str(unfit)
+        return self.cls(**params), None
 
 
-def run(cls, params_json):
+def run(binder, params_json):
     """What the component's ``execute`` does: params JSON in, response JSON out."""
     try:
-        handler, unfit = _bind(cls, json.loads(params_json))
+        handler, unfit = binder.bind(json.loads(params_json))
     except ValueError as bad_json:
         handler, unfit = None, str(bad_json)
     if unfit is not None:
@@ -100,8 +107,10 @@ def run(cls, params_json):
 def serve(cls):
     """The ``WitWorld`` class componentize-py exports, running ``cls`` per request."""
 
+    binder = _Binder(cls)
+
     class WitWorld(wit_world.WitWorld):
         def execute(self, params: str) -> str:
-            return run(cls, params)
+            return run(binder, params)
 
     return WitWorld
