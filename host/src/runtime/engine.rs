@@ -18,6 +18,12 @@ const TABLES_PER_COMPONENT: u32 = 8;
 /// Memory kept mapped in a pool slot between requests, so the next one need not
 /// fault it in again (cheap to reset with `pagemap_scan` where the kernel has it).
 const KEEP_RESIDENT: usize = 64 * 1024;
+/// Linear memory kept resident where the kernel has `pagemap_scan`: only the pages a
+/// request wrote are reset, so this is a cap, not a cost. A language runtime writes
+/// more of its heap than a Rust guest (QuickJS ~150 KiB per `add`); at 64 KiB those
+/// pages were faulted in again on every request (see docs/performance.md). Without
+/// `pagemap_scan` the whole kept range is reset by `memset`, so it stays small there.
+const KEEP_RESIDENT_WITH_PAGEMAP: usize = 1024 * 1024;
 
 /// Builds an engine whose instance pool holds `limits.max_in_flight` instances of
 /// at most `limits.max_memory` bytes each, and starts its epoch ticker.
@@ -33,7 +39,11 @@ pub(super) fn build(limits: &Limits) -> Result<Engine, LoadError> {
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memory_size(limits.max_memory)
-        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT_WITH_PAGEMAP
+        } else {
+            KEEP_RESIDENT
+        })
         .table_keep_resident(KEEP_RESIDENT)
         .pagemap_scan(Enabled::Auto);
 
