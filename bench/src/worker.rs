@@ -210,7 +210,11 @@ pub(crate) async fn drive(stream: TcpStream, job: Job) -> Outcome {
         match verdict {
             Verdict::Right => {
                 let nanos = u64::try_from(received.duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
-                outcome.latency.saturating_record(nanos.max(1));
+                // `record` grows the histogram; `saturating_record` would clamp to its
+                // current (initially tiny) range.
+                if outcome.latency.record(nanos.max(1)).is_err() {
+                    outcome.latency.saturating_record(nanos.max(1));
+                }
             }
             Verdict::Error { code, message } => {
                 outcome.problem(|| format!("error response ({code}): {message}"));

@@ -32,7 +32,11 @@ async fn sandboxed_and_native_add_answer_every_request_right_in_every_mode() {
             plan.stop.duration = Duration::from_millis(150);
             let report = tcpy_bench::run(&plan).await.expect("the run completes");
             assert!(report.is_clean(), "{cmd} {framing:?}/{encoding:?}: {report}");
-            assert!(report.latency.is_some(), "{report}");
+            let latency = report.latency.expect("right answers have latencies");
+            assert!(
+                latency.p50_us > 0.0 && latency.max_us >= latency.p99_us,
+                "{report}"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod languages;
 
 /// The example handlers `serve` offers.
@@ -25,6 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Benchmarks: criterion micro-benchmarks, then sandboxed `add` against
+    /// `native_add` end to end with tcpy-bench; writes the table into docs/performance.md.
+    Bench(bench::Options),
     /// Builds the handler components into target/handlers (examples, the Python and
     /// JavaScript ones as `py_add`, `js_tally`, …), target/test-handlers (Rust examples
     /// and test fixtures) and target/language-handlers/{rust,py,js} (what the
@@ -47,6 +51,7 @@ enum Task {
 fn main() -> Result<ExitCode> {
     let workspace = Workspace::locate()?;
     match Cli::parse().command {
+        Task::Bench(options) => bench::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
         Task::BuildHandlers => workspace.build_handlers().map(|()| ExitCode::SUCCESS),
         Task::Serve { args } => {
             workspace.build_handlers()?;

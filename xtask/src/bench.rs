@@ -1,0 +1,443 @@
+//! `cargo xtask bench`: the criterion micro-benchmarks, an end-to-end tcpy-bench run
+//! comparing the sandboxed `add` with `native_add` over the same host, the host's
+//! memory per idle connection and per waiting conversation, a table of it all, and
+//! that table written into docs/performance.md.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::Workspace;
+
+/// Where the generated part of docs/performance.md starts and ends.
+const BEGIN: &str = "<!-- xtask bench: begin -->";
+const END: &str = "<!-- xtask bench: end -->";
+/// Connection counts of the end-to-end comparison.
+const CONNECTIONS: [usize; 2] = [1, 32];
+/// Idle connections and waiting conversations the memory figures are taken at.
+const IDLE_CONNECTIONS: usize = 1000;
+const CONVERSATIONS: usize = 100;
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub(crate) struct Options {
+    /// Seconds each end-to-end run measures (after 1 s of warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Rounds of the end-to-end runs; the table shows the median round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Skip the criterion micro-benchmarks.
+    #[arg(long)]
+    no_micro: bool,
+    /// Print the table only; leave docs/performance.md alone.
+    #[arg(long)]
+    no_write: bool,
+}
+
+pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
+    workspace.build_handlers()?;
+    let mut build = workspace.cargo();
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "tcpy-host",
+        "--package",
+        "tcpy-bench",
+    ]);
+    crate::run(build).context("release build of tcpy-host and tcpy-bench failed")?;
+
+    let micro = if options.no_micro {
+        Vec::new()
+    } else {
+        let mut bench = workspace.cargo();
+        bench.args(["bench", "--package", "tcpy-bench", "--benches"]);
+        crate::run(bench).context("the criterion benchmarks failed")?;
+        read_criterion(&workspace.target.join("criterion"))?
+    };
+
+    // A directory of its own: target/handlers may hold more handlers, slower to load.
+    let handlers = workspace.target.join("bench-handlers");
+    let built = workspace.target.join(crate::WASM_TARGET).join("guest");
+    crate::copy_components(&built, &handlers, &crate::EXAMPLES)?;
+    let release = workspace.target.join("release");
+    let mut host = Host::start(&release.join("tcpy-host"), &handlers)?;
+    let end_to_end = end_to_end(&release.join("tcpy-bench"), host.addr, options)?;
+    let memory = memory(&host).context("memory measurement failed")?;
+    host.stop();
+
+    let table = render(&micro, &end_to_end, &memory, options);
+    println!("\n{table}");
+    if !options.no_write {
+        let doc = workspace.root.join("docs/performance.md");
+        write_between_markers(&doc, &table)?;
+        eprintln!("updated {}", workspace.relative(&doc).display());
+    }
+    Ok(())
+}
+
+/// One criterion benchmark: its id and the median of its samples, in nanoseconds.
+struct Micro {
+    id: String,
+    median_ns: f64,
+    low_ns: f64,
+    high_ns: f64,
+}
+
+/// Reads each benchmark's `new/estimates.json` under criterion's output directory.
+fn read_criterion(dir: &Path) -> Result<Vec<Micro>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir()
+                && path
+                    .file_name()
+                    .is_some_and(|name| name != "base" && name != "change")
+            {
+                pending.push(path);
+            } else if path.ends_with("new/estimates.json") {
+                found.push(path);
+            }
+        }
+    }
+    let mut micro = Vec::new();
+    for estimates in found {
+        let new = estimates.parent().context("estimates.json has a directory")?;
+        let read = |name: &str| -> Result<Value> {
+            let path = new.join(name);
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+        };
+        let (benchmark, estimates) = (read("benchmark.json")?, read("estimates.json")?);
+        let number = |value: &Value| value.as_f64().unwrap_or(f64::NAN);
+        micro.push(Micro {
+            id: benchmark["full_id"].as_str().unwrap_or("?").to_owned(),
+            median_ns: number(&estimates["median"]["point_estimate"]),
+            low_ns: number(&estimates["median"]["confidence_interval"]["lower_bound"]),
+            high_ns: number(&estimates["median"]["confidence_interval"]["upper_bound"]),
+        });
+    }
+    micro.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(micro)
+}
+
+/// A release `tcpy-host` with the native baseline, on a free loopback port.
+struct Host {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Host {
+    fn start(binary: &Path, handlers: &Path) -> Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(binary)
+            .args([
+                "--native-baseline",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("--handlers")
+            .arg(handlers)
+            // Logging every request would be part of what is measured.
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut host = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(host.addr).is_err() {
+            if Instant::now() > deadline || host.child.try_wait()?.is_some() {
+                host.stop();
+                bail!("the host did not start listening on {}", host.addr);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(host)
+    }
+
+    /// The host's resident memory, in KiB.
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/PID/status")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One end-to-end measurement.
+struct Run {
+    cmd: &'static str,
+    connections: usize,
+    req_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Sandboxed and native `add` at each connection count, interleaved, `rounds` times.
+fn end_to_end(bench: &Path, addr: SocketAddr, options: &Options) -> Result<Vec<Vec<Run>>> {
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        let mut runs = Vec::new();
+        for connections in CONNECTIONS {
+            for cmd in ["add", "native_add"] {
+                eprintln!("round {round}: {cmd} over {connections} connection(s)…");
+                let output = Command::new(bench)
+                    .args([
+                        cmd,
+                        "x=1",
+                        "y=2",
+                        "--expect",
+                        r#"{"success": true, "solution": 3}"#,
+                    ])
+                    .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+                    .args(["--connections", &connections.to_string()])
+                    .args(["--duration", &format!("{}s", options.seconds), "--warmup", "1s"])
+                    .args(["--json", "--quiet"])
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .with_context(|| format!("cannot run {}", bench.display()))?;
+                let report: Value = serde_json::from_slice(&output.stdout)
+                    .with_context(|| format!("tcpy-bench printed no report (exit {})", output.status))?;
+                if !output.status.success() {
+                    bail!("{cmd} over {connections} connection(s) had wrong or failed answers: {report}");
+                }
+                let number = |value: &Value| value.as_f64().unwrap_or(f64::NAN);
+                runs.push(Run {
+                    cmd,
+                    connections,
+                    req_per_s: number(&report["req_per_s"]),
+                    p50_us: number(&report["latency"]["p50_us"]),
+                    p99_us: number(&report["latency"]["p99_us"]),
+                });
+            }
+        }
+        rounds.push(runs);
+    }
+    Ok(rounds)
+}
+
+/// Resident memory per idle connection and per conversation waiting in `recv()`.
+struct Memory {
+    idle_kib: f64,
+    conversation_kib: f64,
+}
+
+fn memory(host: &Host) -> Result<Memory> {
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    let connect = || -> Result<BufReader<TcpStream>> {
+        let stream = TcpStream::connect(host.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(BufReader::new(stream))
+    };
+    let round_trip = |conn: &mut BufReader<TcpStream>, line: &str| -> Result<String> {
+        conn.get_mut().write_all(line.as_bytes())?;
+        let mut answer = String::new();
+        conn.read_line(&mut answer)?;
+        Ok(answer)
+    };
+
+    settle();
+    let before = host.rss_kib()?;
+    // Idle: each connection has served one request (so its buffers exist) and waits.
+    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+    for _ in 0..IDLE_CONNECTIONS {
+        let mut conn = connect()?;
+        let answer = round_trip(&mut conn, "{\"cmd\":\"native_echo\"}\n")?;
+        anyhow::ensure!(answer.contains("\"success\":true"), "unexpected answer {answer}");
+        idle.push(conn);
+    }
+    settle();
+    let with_idle = host.rss_kib()?;
+    drop(idle);
+    settle();
+
+    let before_conversations = host.rss_kib()?;
+    // Conversations: `tally` has started and waits in recv() for the client's numbers.
+    let mut waiting = Vec::with_capacity(CONVERSATIONS);
+    for _ in 0..CONVERSATIONS {
+        let mut conn = connect()?;
+        let answer = round_trip(&mut conn, "{\"cmd\":\"tally\"}\n{\"n\":1}\n")?;
+        anyhow::ensure!(answer.contains("total"), "unexpected answer {answer}");
+        waiting.push(conn);
+    }
+    settle();
+    let with_conversations = host.rss_kib()?;
+    drop(waiting);
+
+    let per = |after: u64, before: u64, count: usize| after.saturating_sub(before) as f64 / count as f64;
+    Ok(Memory {
+        idle_kib: per(with_idle, before, IDLE_CONNECTIONS),
+        conversation_kib: per(with_conversations, before_conversations, CONVERSATIONS),
+    })
+}
+
+fn render(micro: &[Micro], rounds: &[Vec<Run>], memory: &Memory, options: &Options) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(
+        &mut out,
+        format!("Measured at commit {} on {}.", commit(), machine()),
+    );
+    line(&mut out, String::new());
+    if !micro.is_empty() {
+        line(
+            &mut out,
+            "In-process (criterion; median of the samples, with its 95 % interval):".into(),
+        );
+        line(&mut out, String::new());
+        line(&mut out, "| benchmark | median | 95 % interval |".into());
+        line(&mut out, "|---|---:|---:|".into());
+        for bench in micro {
+            line(
+                &mut out,
+                format!(
+                    "| `{}` | {} | {} – {} |",
+                    bench.id,
+                    time(bench.median_ns),
+                    time(bench.low_ns),
+                    time(bench.high_ns)
+                ),
+            );
+        }
+        line(&mut out, String::new());
+    }
+    line(
+        &mut out,
+        format!(
+            "End to end (tcpy-bench, frame/JSON, pipelining depth 1, {} s per run after 1 s warm-up; \
+             median of {} interleaved rounds, with the range of the rounds):",
+            options.seconds, options.rounds
+        ),
+    );
+    line(&mut out, String::new());
+    line(
+        &mut out,
+        "| command | connections | req/s (median) | range | p50 | p99 | sandboxed / native |".into(),
+    );
+    line(&mut out, "|---|---:|---:|---:|---:|---:|---:|".into());
+    let mut medians: BTreeMap<(usize, &str), f64> = BTreeMap::new();
+    for connections in CONNECTIONS {
+        for cmd in ["add", "native_add"] {
+            let mut runs: Vec<&Run> = rounds
+                .iter()
+                .flatten()
+                .filter(|run| run.cmd == cmd && run.connections == connections)
+                .collect();
+            runs.sort_by(|a, b| a.req_per_s.total_cmp(&b.req_per_s));
+            let (Some(low), Some(high)) = (runs.first(), runs.last()) else {
+                continue;
+            };
+            let median = runs[runs.len() / 2];
+            medians.insert((connections, cmd), median.req_per_s);
+            let ratio = match (cmd, medians.get(&(connections, "add"))) {
+                ("native_add", Some(add)) => format!("{:.0} %", 100.0 * add / median.req_per_s),
+                _ => String::new(),
+            };
+            line(
+                &mut out,
+                format!(
+                    "| `{cmd}` | {connections} | {:.0} | {:.0} – {:.0} | {:.1} µs | {:.1} µs | {ratio} |",
+                    median.req_per_s, low.req_per_s, high.req_per_s, median.p50_us, median.p99_us
+                ),
+            );
+        }
+    }
+    line(&mut out, String::new());
+    line(
+        &mut out,
+        format!(
+            "Host memory (resident, release build): {:.1} KiB per idle connection ({IDLE_CONNECTIONS} open), \
+             {:.1} KiB per conversation waiting in `recv()` ({CONVERSATIONS} `tally` requests).",
+            memory.idle_kib, memory.conversation_kib
+        ),
+    );
+    out
+}
+
+fn time(ns: f64) -> String {
+    if ns < 1000.0 {
+        format!("{ns:.0} ns")
+    } else {
+        format!("{:.2} µs", ns / 1000.0)
+    }
+}
+
+/// The commit measured, marked when the tree had uncommitted changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let hash = git(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("`{hash}` (with uncommitted changes)"),
+        _ => format!("`{hash}`"),
+    }
+}
+
+/// Cores, CPU model and kernel, from /proc.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{cores} cores ({cpu}), Linux {kernel}")
+}
+
+/// Replaces what lies between the markers in `doc` with `table`.
+fn write_between_markers(doc: &Path, table: &str) -> Result<()> {
+    let text = std::fs::read_to_string(doc).with_context(|| format!("cannot read {}", doc.display()))?;
+    let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
+        bail!("{} lacks the markers {BEGIN} … {END}", doc.display());
+    };
+    anyhow::ensure!(
+        begin < end,
+        "{} has its markers in the wrong order",
+        doc.display()
+    );
+    let updated = format!("{}{BEGIN}\n{table}{}", &text[..begin], &text[end..]);
+    std::fs::write(doc, updated).with_context(|| format!("cannot write {}", doc.display()))
+}
