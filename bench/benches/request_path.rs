@@ -15,21 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tcpy_host::native::Native;
-use tcpy_host::runtime::{Handler, Limits, Peer, PeerError, PeerFuture, Runtime};
+use tcpy_host::runtime::{Handler, Limits, NoClient, Runtime};
 use tcpy_protocol::Object;
-
-/// A client that is never talked to: `add` neither sends nor receives.
-struct Silent;
-
-impl Peer for Silent {
-    fn send(&mut self, _message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn recv(&mut self) -> PeerFuture<'_, Result<Option<Object>, PeerError>> {
-        Box::pin(async { Ok(None) })
-    }
-}
 
 /// `target/handlers`, where `cargo xtask build-handlers` puts the example handlers.
 fn handlers_dir() -> PathBuf {
@@ -58,7 +45,9 @@ fn load_add(runtime: &Runtime) -> Handler {
             path.display()
         )
     });
-    runtime.compile("add", &bytes).expect("add compiles")
+    runtime
+        .compile("add", &bytes, runtime.default_sandbox())
+        .expect("add compiles")
 }
 
 fn request_path(c: &mut Criterion) {
@@ -76,7 +65,7 @@ fn request_path(c: &mut Criterion) {
             tokio.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iterations {
-                    let response = runtime.execute(&add, params(), Box::new(Silent)).await;
+                    let response = runtime.execute(&add, params(), Box::new(NoClient)).await;
                     black_box(response.expect("add answers"));
                 }
                 started.elapsed()
@@ -86,7 +75,7 @@ fn request_path(c: &mut Criterion) {
 
     group.bench_function("reused_instance", |b| {
         let mut instance = tokio
-            .block_on(runtime.instantiate_reused(&add, Box::new(Silent)))
+            .block_on(runtime.instantiate_reused(&add, Box::new(NoClient)))
             .expect("an instance");
         b.iter_custom(|iterations| {
             tokio.block_on(async {
@@ -105,7 +94,7 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 
     // Each path gives the right answer, or its figure means nothing.
-    let response = tokio.block_on(runtime.execute(&add, params(), Box::new(Silent)));
+    let response = tokio.block_on(runtime.execute(&add, params(), Box::new(NoClient)));
     check(&response.expect("add answers"));
     check(&Native::Add.execute(params()));
 }

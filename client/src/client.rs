@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tcpy_protocol::{
-    CodecError, DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, Framing, Message, Object, Request,
-    WireCodec, is_response,
+    CodecError, DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, ErrorCode, Framing, Message,
+    Object, Request, WireCodec, is_response,
 };
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -185,15 +185,22 @@ impl Client {
     /// request too large to send), the client has disconnected.
     pub async fn execute(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
         let request = self.encode(&request(cmd, params.into())?)?;
-        let mut connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => self.open().await?,
+        let (mut connection, reused) = match self.connection.take() {
+            Some(connection) => (connection, true),
+            None => (self.open().await?, false),
         };
         // NB: the connection stays out of `self` until the response is in, so that an
         // error or a cancelled future drops it instead of leaving the next request to
         // read this one's response.
-        write(&mut connection, request, self.timeout).await?;
-        let response = read(&mut connection, self.timeout).await?;
+        write(&mut connection, request.clone(), self.timeout).await?;
+        let mut response = read(&mut connection, self.timeout).await?;
+        if reused && is_idle_timeout(&response) {
+            // The host closed the kept connection for idling before this request
+            // reached it, so nothing ran: send it again on a new connection.
+            connection = self.open().await?;
+            write(&mut connection, request, self.timeout).await?;
+            response = read(&mut connection, self.timeout).await?;
+        }
         if !is_response(&response) {
             return Err(ClientError::UnexpectedMessage(response));
         }
@@ -352,6 +359,12 @@ async fn read(connection: &mut Connection, after: Duration) -> Result<Object, Cl
             after,
         }),
     }
+}
+
+/// Whether `response` is the host closing an idle connection.
+fn is_idle_timeout(response: &Object) -> bool {
+    response.get("error") == Some(&Value::Bool(true))
+        && response.get("code").and_then(Value::as_str) == Some(ErrorCode::IdleTimeout.as_str())
 }
 
 #[cfg(test)]

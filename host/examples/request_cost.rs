@@ -14,21 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tcpy_host::runtime::{Limits, Peer, PeerError, PeerFuture, Runtime};
-use tcpy_protocol::Object;
-
-/// A client that is never talked to: `add` neither sends nor receives.
-struct Silent;
-
-impl Peer for Silent {
-    fn send(&mut self, _message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn recv(&mut self) -> PeerFuture<'_, Result<Option<Object>, PeerError>> {
-        Box::pin(async { Ok(None) })
-    }
-}
+use tcpy_host::runtime::{Limits, NoClient, Runtime};
 
 fn main() -> Result<()> {
     let mut paths: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -61,13 +47,13 @@ async fn measure(path: &Path, requests: usize) -> Result<()> {
 
     let cold = Runtime::new(Limits::default())?.with_compile_cache(cache.path())?;
     let started = Instant::now();
-    cold.compile(name, &bytes)?;
+    cold.compile(name, &bytes, cold.default_sandbox())?;
     let compile = started.elapsed();
     drop(cold);
 
     let runtime = Runtime::new(Limits::default())?.with_compile_cache(cache.path())?;
     let started = Instant::now();
-    let handler = runtime.compile(name, &bytes)?;
+    let handler = runtime.compile(name, &bytes, runtime.default_sandbox())?;
     let warm = started.elapsed();
 
     let params = match serde_json::json!({"x": 1, "y": 2}) {
@@ -78,7 +64,7 @@ async fn measure(path: &Path, requests: usize) -> Result<()> {
     for round in 0..requests + requests / 10 {
         let started = Instant::now();
         let response = runtime
-            .execute(&handler, params.clone(), Box::new(Silent))
+            .execute(&handler, params.clone(), Box::new(NoClient))
             .await?;
         let elapsed = started.elapsed();
         anyhow::ensure!(

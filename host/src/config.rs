@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::runtime::Limits;
+use crate::ConnectionLimits;
+use crate::runtime::{Limits, RequestLimits};
+use crate::units::{parse_duration, parse_size};
 
 /// Command-line options of `tcpy-host`.
 #[derive(Debug, Parser)]
@@ -28,17 +30,47 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
     /// Time a request may run, not counting waits for the client in `recv()` (e.g. 5s, 500ms).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, help_heading = LIMITS)]
     pub timeout: Duration,
     /// Largest linear memory of one handler instance (e.g. 64MiB).
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, help_heading = LIMITS)]
     pub max_memory: usize,
+    /// Messages a handler may `send()` in one request.
+    #[arg(long, default_value_t = RequestLimits::DEFAULT.max_sends, help_heading = LIMITS)]
+    pub max_sends: u32,
+    /// Longest a handler's `recv()` waits for the client's next message.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = LIMITS)]
+    pub recv_timeout: Duration,
+    /// The most a handler manifest may set `timeout` to.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = CEILINGS)]
+    pub timeout_ceiling: Duration,
+    /// The most a handler manifest may set `max_memory` to; sizes the instance pool's slots.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, help_heading = CEILINGS)]
+    pub memory_ceiling: usize,
+    /// The most a handler manifest may set `max_sends` to.
+    #[arg(long, default_value_t = RequestLimits::CEILING.max_sends, help_heading = CEILINGS)]
+    pub sends_ceiling: u32,
+    /// The most a handler manifest may set `recv_timeout` to.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, help_heading = CEILINGS)]
+    pub recv_timeout_ceiling: Duration,
     /// Largest message accepted or sent, either way (e.g. 1MiB).
-    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = LIMITS)]
     pub max_message: usize,
     /// Requests that may run at once; more get a `busy` error. Sizes the instance pool.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
     pub max_requests: u32,
+    /// Connections that may be open at once; more are answered `busy` and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
+    pub max_connections: u32,
+    /// How long a connection may sit with no request before it is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = LIMITS)]
+    pub idle_timeout: Duration,
+    /// How long a message may take to arrive once its first byte has (slowloris guard).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = LIMITS)]
+    pub read_timeout: Duration,
+    /// How long a client may take to read a message written to it.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = LIMITS)]
+    pub write_timeout: Duration,
     /// Do not follow changes to the handlers directory (hot swap is on by default).
     #[arg(long)]
     pub no_watch: bool,
@@ -57,19 +89,42 @@ pub struct Cli {
     pub native_baseline: bool,
 }
 
+/// Help heading of the limits.
+const LIMITS: &str = "Limits (see docs/security.md)";
+/// Help heading of the ceilings on what handler manifests may set.
+const CEILINGS: &str = "Ceilings on handler manifests";
+
 impl Cli {
-    /// The per-request limits these options describe.
+    /// The limits the runtime enforces, as these options set them.
     pub fn limits(&self) -> Limits {
         Limits {
-            timeout: self.timeout,
-            max_memory: self.max_memory,
+            request: RequestLimits {
+                timeout: self.timeout,
+                max_memory: self.max_memory,
+                max_sends: self.max_sends,
+                recv_timeout: self.recv_timeout,
+            },
+            ceiling: RequestLimits {
+                timeout: self.timeout_ceiling,
+                max_memory: self.memory_ceiling,
+                max_sends: self.sends_ceiling,
+                recv_timeout: self.recv_timeout_ceiling,
+            },
             max_message: self.max_message,
             max_in_flight: self.max_requests,
         }
     }
-}
 
-impl Cli {
+    /// The limits on connections, as these options set them.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+        }
+    }
+
     /// The compile cache directory to use, if any: `--cache-dir`, else the user's
     /// cache directory; none with `--no-cache` or when no cache directory is known.
     pub fn cache_dir(&self) -> Option<PathBuf> {
@@ -86,71 +141,15 @@ impl Cli {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = split_unit(text);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 5s or 250ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
-}
-
-/// Parses `65536`, `64KiB`, `64MiB`, `1GiB` (K, M, G mean the same binary units).
-fn parse_size(text: &str) -> Result<usize, String> {
-    let (number, unit) = split_unit(text);
-    let value: usize = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 64MiB"))?;
-    let scale: usize = match unit {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use KiB, MiB or GiB)")),
-    };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
-fn split_unit(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
-    (&text[..split], &text[split..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
-    fn sizes_take_binary_units() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("1K"), Ok(1024));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("1TB").is_err());
-        assert!(parse_size("lots").is_err());
-    }
 
     #[test]
     fn defaults_match_the_documented_limits() {
         let cli = Cli::parse_from(["tcpy-host", "--handlers", "h"]);
         assert_eq!(cli.port, 7272);
         assert_eq!(cli.limits(), Limits::default());
+        assert_eq!(cli.connection_limits(), ConnectionLimits::default());
     }
 }

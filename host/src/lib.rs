@@ -14,21 +14,25 @@
 pub mod config;
 mod connection;
 pub mod loader;
+pub mod manifest;
 pub mod native;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod units;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use connection::ConnectionLimits;
 use registry::Registry;
 use runtime::{Limits, LoadError, Runtime};
 
-/// Everything connections share: the sandbox runtime, the handlers, the in-flight cap.
+/// Everything connections share: the sandbox runtime, the handlers, the caps on
+/// requests in flight and on open connections.
 pub struct Host {
     runtime: Arc<Runtime>,
     handlers_dir: PathBuf,
@@ -36,6 +40,9 @@ pub struct Host {
     /// One permit per instance the pool holds: a request that finds none gets `busy`
     /// at once instead of waiting.
     in_flight: Arc<Semaphore>,
+    connection_limits: ConnectionLimits,
+    /// One permit per connection that may be open.
+    connections: Arc<Semaphore>,
     /// Whether the native `add` and `echo` are served too (`--native-baseline`).
     native_baseline: bool,
 }
@@ -70,9 +77,12 @@ impl Host {
         let limits = *runtime.limits();
         let runtime = Arc::new(runtime);
         let handlers = loader::load_dir(&runtime, dir).await?;
+        let connection_limits = ConnectionLimits::default();
         Ok(Self {
             handlers_dir: dir.to_owned(),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+            connections: Arc::new(Semaphore::new(connection_limits.max_connections as usize)),
+            connection_limits,
             native_baseline: false,
             registry: Registry::new(handlers),
             runtime,
@@ -85,6 +95,33 @@ impl Host {
     pub fn with_native_baseline(mut self) -> Self {
         self.native_baseline = true;
         self
+    }
+
+    /// Applies `limits` to the connections served from now on.
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.connections = Arc::new(Semaphore::new(limits.max_connections as usize));
+        self.connection_limits = limits;
+        self
+    }
+
+    /// The limits on connections.
+    pub fn connection_limits(&self) -> &ConnectionLimits {
+        &self.connection_limits
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        (self.connection_limits.max_connections as usize).saturating_sub(self.connections.available_permits())
+    }
+
+    /// Requests running now.
+    pub fn requests_in_flight(&self) -> usize {
+        (self.limits().max_in_flight as usize).saturating_sub(self.in_flight.available_permits())
+    }
+
+    /// A slot for one more connection, if the host is below its limit.
+    fn admit_connection(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.connections).try_acquire_owned().ok()
     }
 
     /// The native command `cmd` names, if the native baseline is on.

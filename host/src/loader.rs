@@ -1,10 +1,12 @@
-//! Reads handler components from a directory: `NAME.wasm` serves command `NAME`.
+//! Reads handler components from a directory: `NAME.wasm` serves command `NAME`, in
+//! the sandbox its manifest `NAME.toml` (if any) describes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::runtime::{Handler, LoadError, Runtime};
+use crate::manifest::{self, ManifestError};
+use crate::runtime::{Handler, LoadError, Runtime, Sandbox};
 
 /// Why a handlers directory could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,9 @@ pub enum FileError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The handler's manifest cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     /// The file is not a usable handler component.
     #[error("`{path}` {source}")]
     Load {
@@ -55,19 +60,41 @@ pub fn command_name(path: &Path) -> Option<&str> {
     (!stem.is_empty() && !stem.starts_with('.')).then_some(stem)
 }
 
-/// Reads a handler file.
-///
-/// # Errors
-/// [`FileError::Read`] naming the file.
-pub async fn read(path: &Path) -> Result<Vec<u8>, FileError> {
-    tokio::fs::read(path).await.map_err(|source| FileError::Read {
-        path: path.to_owned(),
-        source,
-    })
+/// The handler path a changed file stands for: `NAME.wasm` itself, or the
+/// `NAME.wasm` beside a manifest `NAME.toml`.
+pub fn handler_path(path: &Path) -> Option<PathBuf> {
+    if command_name(path).is_some() {
+        return Some(path.to_owned());
+    }
+    let wasm = path.with_extension("wasm");
+    (path.extension()? == "toml" && command_name(&wasm).is_some()).then_some(wasm)
 }
 
-/// Compiles a handler's bytes (or loads them from the compile cache) on a blocking
-/// thread, so serving never waits on Cranelift.
+/// A handler as read from disk: the component's bytes and the sandbox its manifest
+/// describes.
+#[derive(Debug)]
+pub struct Source {
+    /// The component.
+    pub bytes: Vec<u8>,
+    /// What its requests may use.
+    pub sandbox: Sandbox,
+}
+
+/// Reads a handler file and its manifest.
+///
+/// # Errors
+/// [`FileError::Read`] or [`FileError::Manifest`] naming the file.
+pub async fn read(runtime: &Runtime, path: &Path) -> Result<Source, FileError> {
+    let bytes = tokio::fs::read(path).await.map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let sandbox = manifest::sandbox_for(path, runtime.limits().request).await?;
+    Ok(Source { bytes, sandbox })
+}
+
+/// Compiles a handler (or loads it from the compile cache) on a blocking thread, so
+/// serving never waits on Cranelift.
 ///
 /// # Errors
 /// A [`FileError`] naming the file and what is wrong with it.
@@ -75,14 +102,14 @@ pub async fn compile(
     runtime: &Arc<Runtime>,
     command: &str,
     path: &Path,
-    bytes: Vec<u8>,
+    source: Source,
 ) -> Result<Handler, FileError> {
     let runtime = Arc::clone(runtime);
     let command = command.to_owned();
     let task_path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         runtime
-            .compile(&command, &bytes)
+            .compile(&command, &source.bytes, source.sandbox)
             .map_err(|source| FileError::Load {
                 path: task_path,
                 source,
@@ -101,7 +128,7 @@ pub async fn compile(
 /// # Errors
 /// A [`FileError`] naming the file and what is wrong with it.
 pub async fn load_file(runtime: &Arc<Runtime>, command: &str, path: &Path) -> Result<Handler, FileError> {
-    compile(runtime, command, path, read(path).await?).await
+    compile(runtime, command, path, read(runtime, path).await?).await
 }
 
 /// Loads every handler in `dir`, several at once. A file that fails to load is logged
@@ -157,5 +184,14 @@ mod tests {
         assert_eq!(command_name(Path::new("dir/.add.wasm")), None);
         assert_eq!(command_name(Path::new("dir/README.md")), None);
         assert_eq!(command_name(Path::new("dir/.wasm")), None);
+    }
+
+    #[test]
+    fn a_manifest_stands_for_its_handler() {
+        let wasm = Some(PathBuf::from("dir/add.wasm"));
+        assert_eq!(handler_path(Path::new("dir/add.wasm")), wasm);
+        assert_eq!(handler_path(Path::new("dir/add.toml")), wasm);
+        assert_eq!(handler_path(Path::new("dir/.add.toml")), None);
+        assert_eq!(handler_path(Path::new("dir/add.json")), None);
     }
 }

@@ -37,7 +37,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     }
     let host = Host::with_runtime(runtime, &cli.handlers)
         .await
-        .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?;
+        .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
+        .with_connection_limits(cli.connection_limits());
     let host = if cli.native_baseline {
         tracing::info!("native baseline on: serving native_add and native_echo too");
         host.with_native_baseline()

@@ -1,9 +1,9 @@
 //! Hot swap: the handlers directory is live.
 //!
-//! File events are debounced, then each changed `NAME.wasm` is reconciled with the
-//! registry: compiled off the async threads (or loaded from the compile cache) and
-//! swapped in atomically, or its command removed if the file is gone. A file that
-//! does not load never replaces a working version.
+//! File events are debounced, then each changed `NAME.wasm` (or its manifest
+//! `NAME.toml`) is reconciled with the registry: compiled off the async threads (or
+//! loaded from the compile cache) and swapped in atomically, or its command removed if
+//! the file is gone. A file that does not load never replaces a working version.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Host;
-use crate::loader::{self, command_name};
+use crate::loader::{self, command_name, handler_path};
 use crate::runtime::Digest;
 
 /// Quiet time after the last file event before changes are applied: long enough
@@ -159,10 +159,8 @@ impl Batch {
             self.paths
                 .extend(served.iter().map(|cmd| dir.join(format!("{cmd}.wasm"))));
         }
-        self.paths
-            .into_iter()
-            .filter(|path| command_name(path).is_some())
-            .collect()
+        let handlers: HashSet<PathBuf> = self.paths.iter().filter_map(|path| handler_path(path)).collect();
+        handlers.into_iter().collect()
     }
 }
 
@@ -170,8 +168,8 @@ impl Batch {
 async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
     let command = command_name(path)?.to_owned();
     let current = host.registry().get(&command);
-    let bytes = match loader::read(path).await {
-        Ok(bytes) => bytes,
+    let source = match loader::read(host.runtime(), path).await {
+        Ok(source) => source,
         Err(_) if !path.exists() => {
             host.registry().remove(&command)?;
             tracing::info!(cmd = %command, path = %path.display(), "handler removed");
@@ -179,14 +177,13 @@ async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
         }
         Err(error) => return Some(rejected(command, &error)),
     };
-    if current
-        .as_ref()
-        .is_some_and(|handler| *handler.digest() == Digest::of(&bytes))
-    {
+    if current.as_ref().is_some_and(|handler| {
+        *handler.digest() == Digest::of(&source.bytes) && *handler.sandbox() == source.sandbox
+    }) {
         return None;
     }
     let started = Instant::now();
-    match loader::compile(host.runtime(), &command, path, bytes).await {
+    match loader::compile(host.runtime(), &command, path, source).await {
         Ok(handler) => {
             let (version, from_cache) = (*handler.digest(), handler.from_cache());
             let previous = host.registry().insert(&command, Arc::new(handler));

@@ -14,11 +14,20 @@ pub enum ErrorCode {
     UnknownCommand,
     /// A message is over the size limit.
     TooLarge,
-    /// The handler ran past its deadline.
+    /// The handler ran past its deadline, or waited in `recv()` longer than the
+    /// client took to answer.
     Timeout,
+    /// The connection carried no request for longer than the idle timeout; the host
+    /// closes it after saying so. Nothing was run: a request that crossed this answer
+    /// is safe to send again on a new connection.
+    IdleTimeout,
+    /// A message was started but not finished within the read timeout (a stalled or
+    /// "slowloris" client); the host closes the connection after saying so.
+    ReadTimeout,
     /// The handler trapped, ran out of memory or answered something that is not a response.
     HandlerFailed,
-    /// The host is at its limit of requests in flight; try again later.
+    /// The host is at its limit of requests in flight or of open connections; try
+    /// again later.
     Busy,
 }
 
@@ -30,6 +39,8 @@ impl ErrorCode {
             Self::UnknownCommand => "unknown_command",
             Self::TooLarge => "too_large",
             Self::Timeout => "timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::ReadTimeout => "read_timeout",
             Self::HandlerFailed => "handler_failed",
             Self::Busy => "busy",
         }
@@ -42,6 +53,8 @@ impl ErrorCode {
             Self::UnknownCommand,
             Self::TooLarge,
             Self::Timeout,
+            Self::IdleTimeout,
+            Self::ReadTimeout,
             Self::HandlerFailed,
             Self::Busy,
         ]

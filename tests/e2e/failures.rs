@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tcpy_host::runtime::Limits;
-use tcpy_tests::{LineConn, TestHost, test_limits};
+use tcpy_tests::{LineConn, TestHost, request_limits, test_limits};
 
 async fn expect_failure(host: &TestHost, mode: &str, code: &str, says: &str) {
     let mut conn = LineConn::connect(host.addr).await;
@@ -38,10 +38,7 @@ async fn answers_that_are_not_responses_get_handler_failed() {
 #[tokio::test]
 async fn a_memory_bomb_hits_the_cap() {
     let host = TestHost::start_with(
-        Limits {
-            max_memory: 16 << 20,
-            ..test_limits()
-        },
+        request_limits(|limits| limits.max_memory = 16 << 20),
         Duration::from_secs(5),
     )
     .await;
@@ -51,10 +48,7 @@ async fn a_memory_bomb_hits_the_cap() {
 #[tokio::test]
 async fn an_endless_loop_times_out_while_others_are_served() {
     let host = TestHost::start_with(
-        Limits {
-            timeout: Duration::from_millis(1500),
-            ..test_limits()
-        },
+        request_limits(|limits| limits.timeout = Duration::from_millis(1500)),
         Duration::from_secs(5),
     )
     .await;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use serde_json::Value;
-use tcpy_host::Host;
-use tcpy_host::runtime::{Limits, Runtime};
+use tcpy_host::runtime::{Limits, RequestLimits, Runtime};
 use tcpy_host::watcher::{SwapEvent, Watcher};
+use tcpy_host::{ConnectionLimits, Host};
 use tcpy_protocol::Object;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -61,10 +61,20 @@ fn init_logging() {
 /// Limits small enough for tests to hit quickly.
 pub fn test_limits() -> Limits {
     Limits {
-        timeout: Duration::from_secs(2),
+        request: RequestLimits {
+            timeout: Duration::from_secs(2),
+            ..RequestLimits::DEFAULT
+        },
         max_in_flight: 128,
         ..Limits::default()
     }
+}
+
+/// [`test_limits`] with the per-request defaults changed by `change`.
+pub fn request_limits(change: impl FnOnce(&mut RequestLimits)) -> Limits {
+    let mut limits = test_limits();
+    change(&mut limits.request);
+    limits
 }
 
 /// The bytes of a built handler component, e.g. `handler_bytes("add")`.
@@ -92,6 +102,16 @@ impl TestHost {
     pub async fn start_with(limits: Limits, grace: Duration) -> Self {
         let runtime = Runtime::new(limits).expect("runtime builds");
         Self::serve(runtime, &handlers_dir(), grace, false).await
+    }
+
+    /// A host with [`test_limits`] and the given limits on connections.
+    pub async fn start_with_connection_limits(limits: ConnectionLimits) -> Self {
+        init_logging();
+        let runtime = Runtime::new(test_limits()).expect("runtime builds");
+        let host = Host::with_runtime(runtime, &handlers_dir())
+            .await
+            .expect("host loads");
+        Self::serve_host(host.with_connection_limits(limits), Duration::from_secs(5), false).await
     }
 
     /// A host with [`test_limits`] serving the handlers in `dir`, compiled through a

@@ -26,7 +26,7 @@ const KEEP_RESIDENT: usize = 64 * 1024;
 const KEEP_RESIDENT_WITH_PAGEMAP: usize = 1024 * 1024;
 
 /// Builds an engine whose instance pool holds `limits.max_in_flight` instances of
-/// at most `limits.max_memory` bytes each, and starts its epoch ticker.
+/// at most `limits.ceiling.max_memory` bytes each, and starts its epoch ticker.
 pub(super) fn build(limits: &Limits) -> Result<Engine, LoadError> {
     let slots = limits.max_in_flight.max(1);
     let mut pool = PoolingAllocationConfig::default();
@@ -38,7 +38,7 @@ pub(super) fn build(limits: &Limits) -> Result<Engine, LoadError> {
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-        .max_memory_size(limits.max_memory)
+        .max_memory_size(limits.ceiling.max_memory)
         .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
             KEEP_RESIDENT_WITH_PAGEMAP
         } else {

@@ -23,6 +23,9 @@ pub enum LoadError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A limit is set above the host's ceiling.
+    #[error(transparent)]
+    Limits(#[from] super::AboveCeiling),
     /// The bytes are not a valid WebAssembly component.
     #[error("not a valid WebAssembly component: {0:#}")]
     Compile(wasmtime::Error),
@@ -48,6 +51,12 @@ pub enum ExecError {
         /// The cap, in bytes.
         limit: usize,
     },
+    /// The handler sent more messages than its limit.
+    #[error(transparent)]
+    TooManySends(#[from] super::TooManySends),
+    /// The sandbox could not be set up (e.g. a granted directory is gone).
+    #[error("cannot set up the handler's sandbox: {0}")]
+    Sandbox(String),
     /// The handler trapped (a panic, `unreachable`, a stack overflow, …).
     #[error("handler trapped: {0}")]
     Trapped(String),
@@ -77,9 +86,12 @@ impl ExecError {
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::ResponseTooLarge { .. } => ErrorCode::TooLarge,
             Self::Peer(peer) => peer.code(),
-            Self::MemoryExhausted { .. } | Self::Trapped(_) | Self::NotAnObject | Self::NotAResponse => {
-                ErrorCode::HandlerFailed
-            }
+            Self::MemoryExhausted { .. }
+            | Self::TooManySends(_)
+            | Self::Sandbox(_)
+            | Self::Trapped(_)
+            | Self::NotAnObject
+            | Self::NotAResponse => ErrorCode::HandlerFailed,
         }
     }
 }

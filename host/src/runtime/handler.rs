@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, Linker};
 
-use super::{Digest, LoadError, state::RequestState};
+use super::{Digest, LoadError, Sandbox, state::RequestState};
 
 /// Host bindings generated from `wit/tcpy.wit`.
 pub(super) mod bindings {
@@ -12,8 +12,10 @@ pub(super) mod bindings {
         world: "handler",
         path: "../wit",
         imports: {
-            // `recv` traps the handler when the client breaks the conversation.
+            // `recv` traps the handler when the client breaks the conversation, `send`
+            // when the handler passes its limit of messages.
             "tcpy:handler/connection.recv": async | trappable,
+            "tcpy:handler/connection.send": async | trappable,
             default: async,
         },
         exports: { default: async },
@@ -25,6 +27,7 @@ pub struct Handler {
     name: Arc<str>,
     digest: Digest,
     from_cache: bool,
+    sandbox: Sandbox,
     pre: bindings::HandlerPre<RequestState>,
 }
 
@@ -36,6 +39,7 @@ impl Handler {
         component: &Component,
         digest: Digest,
         from_cache: bool,
+        sandbox: Sandbox,
     ) -> Result<Self, LoadError> {
         let pre = linker.instantiate_pre(component).map_err(LoadError::World)?;
         let pre = bindings::HandlerPre::new(pre).map_err(LoadError::World)?;
@@ -43,6 +47,7 @@ impl Handler {
             name: name.into(),
             digest,
             from_cache,
+            sandbox,
             pre,
         })
     }
@@ -55,6 +60,11 @@ impl Handler {
     /// Whether it was loaded from the compile cache rather than compiled.
     pub fn from_cache(&self) -> bool {
         self.from_cache
+    }
+
+    /// What its requests may use and see.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// The command this handler serves.

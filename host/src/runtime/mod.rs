@@ -8,13 +8,15 @@ mod cache;
 mod engine;
 mod error;
 mod handler;
+mod limits;
 mod peer;
 mod reuse;
+mod sandbox;
 mod state;
 mod stdio;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tcpy_protocol::Object;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -23,35 +25,14 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 pub use cache::Digest;
 pub use error::{ExecError, LoadError};
 pub use handler::Handler;
-pub use peer::{Peer, PeerError, PeerFuture};
+pub use limits::{AboveCeiling, Limits, RequestLimits};
+pub use peer::{NoClient, Peer, PeerError, PeerFuture};
 #[doc(hidden)]
 pub use reuse::ReusedInstance;
+pub use sandbox::{DirGrant, Sandbox};
+pub use state::TooManySends;
 
 use state::RequestState;
-
-/// The limits every request runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Time a request may spend running, not counting its waits in `recv()`.
-    pub timeout: Duration,
-    /// Largest linear memory of one instance, in bytes.
-    pub max_memory: usize,
-    /// Largest message a handler may send or return, in bytes.
-    pub max_message: usize,
-    /// Requests (instances) that may run at once.
-    pub max_in_flight: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(5),
-            max_memory: 64 * 1024 * 1024,
-            max_message: tcpy_protocol::DEFAULT_MAX_MESSAGE,
-            max_in_flight: 256,
-        }
-    }
-}
 
 /// Compiles and runs handler components.
 pub struct Runtime {
@@ -67,8 +48,10 @@ impl Runtime {
     /// granted, plus the `connection` interface.
     ///
     /// # Errors
-    /// Fails if wasmtime rejects the configuration (e.g. the pool cannot be reserved).
+    /// Fails if the default limits are above the ceiling, or if wasmtime rejects the
+    /// configuration (e.g. the pool cannot be reserved).
     pub fn new(limits: Limits) -> Result<Self, LoadError> {
+        limits.request.check_within(&limits.ceiling)?;
         let engine = engine::build(&limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
@@ -101,23 +84,31 @@ impl Runtime {
         &self.limits
     }
 
-    /// Compiles `bytes` as the handler for command `name` and checks that it
-    /// implements the `handler` world. CPU-heavy: call it off the async threads.
+    /// The sandbox of a handler with no manifest: the default limits, nothing granted.
+    pub fn default_sandbox(&self) -> Sandbox {
+        Sandbox::with_limits(self.limits.request)
+    }
+
+    /// Compiles `bytes` as the handler for command `name`, to run in `sandbox`, and
+    /// checks that it implements the `handler` world. CPU-heavy: call it off the
+    /// async threads.
     ///
     /// # Errors
-    /// A [`LoadError`] if the bytes are not a component or do not fit the world.
-    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Handler, LoadError> {
+    /// A [`LoadError`] if the sandbox's limits are above the ceiling, or the bytes are
+    /// not a component or do not fit the world.
+    pub fn compile(&self, name: &str, bytes: &[u8], sandbox: Sandbox) -> Result<Handler, LoadError> {
+        sandbox.limits.check_within(&self.limits.ceiling)?;
         let digest = Digest::of(bytes);
         if let Some(component) = self
             .cache
             .as_ref()
             .and_then(|cache| cache.load(&self.engine, &digest))
         {
-            return Handler::link(&self.linker, name, &component, digest, true);
+            return Handler::link(&self.linker, name, &component, digest, true, sandbox);
         }
         let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
         // Link before caching: a component that does not fit the world is not kept.
-        let handler = Handler::link(&self.linker, name, &component, digest, false)?;
+        let handler = Handler::link(&self.linker, name, &component, digest, false, sandbox)?;
         if let Some(cache) = &self.cache {
             cache.store(&digest, &component);
         }
@@ -137,7 +128,7 @@ impl Runtime {
         peer: Box<dyn Peer>,
     ) -> Result<Object, ExecError> {
         let params = serde_json::Value::Object(params).to_string();
-        let mut store = self.new_store(handler, peer);
+        let mut store = self.new_store(handler, peer)?;
         let started = Instant::now();
         let result = async {
             let instance = handler.pre().instantiate_async(&mut store).await?;
@@ -150,9 +141,10 @@ impl Runtime {
         }
     }
 
-    /// A fresh store for one request of `handler`: its memory cap and its deadline.
-    fn new_store(&self, handler: &Handler, peer: Box<dyn Peer>) -> Store<RequestState> {
-        let state = RequestState::new(handler.name(), peer, &self.limits);
+    /// A fresh store for one request of `handler`: its sandbox, memory cap and deadline.
+    fn new_store(&self, handler: &Handler, peer: Box<dyn Peer>) -> Result<Store<RequestState>, ExecError> {
+        let state = RequestState::new(handler.name(), handler.sandbox(), peer, self.limits.max_message)
+            .map_err(|error| ExecError::Sandbox(format!("{error:#}")))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
@@ -162,13 +154,13 @@ impl Runtime {
             // worker poll its I/O and timers first; a plain `Yield` re-queues the task
             // at once, and a busy worker then checks its sockets only every 61 polls.
             // The budget excludes time spent waiting in `recv()`.
-            if ctx.data().busy_time() >= ctx.data().timeout {
+            if ctx.data().busy_time() >= ctx.data().limits.timeout {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
             }
         });
-        store
+        Ok(store)
     }
 
     /// Turns a wasmtime error into the reason a client is told.
@@ -176,14 +168,17 @@ impl Runtime {
         if let Some(peer) = error.downcast_ref::<PeerError>() {
             return ExecError::Peer(peer.clone());
         }
+        if let Some(sends) = error.downcast_ref::<TooManySends>() {
+            return ExecError::TooManySends(sends.clone());
+        }
         if state.memory.exhausted() {
             return ExecError::MemoryExhausted {
-                limit: self.limits.max_memory,
+                limit: state.limits.max_memory,
             };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return ExecError::Timeout {
-                limit: self.limits.timeout,
+                limit: state.limits.timeout,
                 elapsed: started.elapsed(),
             };
         }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use tcpy_protocol::{ErrorCode, Object};
 
@@ -14,8 +15,9 @@ pub trait Peer: Send + 'static {
     /// Delivers one message to the client.
     fn send(&mut self, message: Object) -> PeerFuture<'_, Result<(), PeerError>>;
 
-    /// Waits for the client's next message; `Ok(None)` once the client has closed.
-    fn recv(&mut self) -> PeerFuture<'_, Result<Option<Object>, PeerError>>;
+    /// Waits up to `timeout` for the client's next message; `Ok(None)` once the
+    /// client has closed.
+    fn recv(&mut self, timeout: Duration) -> PeerFuture<'_, Result<Option<Object>, PeerError>>;
 }
 
 /// Why a conversation message could not be delivered or received.
@@ -30,6 +32,18 @@ pub enum PeerError {
         /// The limit, in bytes.
         max: usize,
     },
+    /// The client sent nothing while the handler waited in `recv()`.
+    #[error("the client sent no message within the recv timeout of {limit:?}")]
+    RecvTimeout {
+        /// The timeout.
+        limit: Duration,
+    },
+    /// The client started a message but did not finish it in time.
+    #[error("the client did not finish its message within the read timeout of {limit:?}")]
+    Stalled {
+        /// The timeout.
+        limit: Duration,
+    },
     /// The connection to the client is gone.
     #[error("the client has disconnected")]
     Gone,
@@ -41,7 +55,25 @@ impl PeerError {
         match self {
             Self::BadMessage(_) => ErrorCode::BadRequest,
             Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::RecvTimeout { .. } => ErrorCode::Timeout,
+            Self::Stalled { .. } => ErrorCode::ReadTimeout,
             Self::Gone => ErrorCode::HandlerFailed,
         }
+    }
+}
+
+/// A peer with no client behind it: what a handler sends goes nowhere and `recv()`
+/// finds the connection closed. For running a handler outside a connection, as the
+/// benchmarks do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoClient;
+
+impl Peer for NoClient {
+    fn send(&mut self, _message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn recv(&mut self, _timeout: Duration) -> PeerFuture<'_, Result<Option<Object>, PeerError>> {
+        Box::pin(async { Ok(None) })
     }
 }

@@ -33,7 +33,7 @@ impl Runtime {
         handler: &Handler,
         peer: Box<dyn Peer>,
     ) -> Result<ReusedInstance<'_>, ExecError> {
-        let mut store = self.new_store(handler, peer);
+        let mut store = self.new_store(handler, peer)?;
         let started = Instant::now();
         match handler.pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok(ReusedInstance {

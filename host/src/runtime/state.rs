@@ -9,8 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::handler::bindings::tcpy::handler::connection;
-use super::stdio::LogStream;
-use super::{Limits, Peer, PeerError};
+use super::{Peer, PeerError, RequestLimits, Sandbox};
 
 /// Everything one request's `Store` holds. Built fresh for every request.
 pub(crate) struct RequestState {
@@ -19,33 +18,38 @@ pub(crate) struct RequestState {
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     peer: Box<dyn Peer>,
-    pub(super) timeout: Duration,
+    pub(super) limits: RequestLimits,
     max_message: usize,
+    /// Messages sent so far, against `limits.max_sends`.
+    sent: u32,
     started: Instant,
     /// Time spent waiting for the client in `recv()`, which the deadline does not count.
     waited: Duration,
 }
 
 impl RequestState {
-    pub(super) fn new(command: &Arc<str>, peer: Box<dyn Peer>, limits: &Limits) -> Self {
-        // Deny by default: no args, env, preopens or sockets; stdio goes to the log.
-        let wasi = WasiCtx::builder()
-            .stdout(LogStream::new(command.clone(), "stdout"))
-            .stderr(LogStream::new(command.clone(), "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
-        Self {
+    /// The state of one request of `command` in `sandbox`.
+    ///
+    /// # Errors
+    /// Fails if a granted directory can no longer be opened.
+    pub(super) fn new(
+        command: &Arc<str>,
+        sandbox: &Sandbox,
+        peer: Box<dyn Peer>,
+        max_message: usize,
+    ) -> wasmtime::Result<Self> {
+        Ok(Self {
             command: command.clone(),
-            wasi,
+            wasi: sandbox.wasi(command)?,
             table: ResourceTable::new(),
-            memory: MemoryLimiter::new(limits.max_memory),
+            memory: MemoryLimiter::new(sandbox.limits.max_memory),
             peer,
-            timeout: limits.timeout,
-            max_message: limits.max_message,
+            limits: sandbox.limits,
+            max_message,
+            sent: 0,
             started: Instant::now(),
             waited: Duration::ZERO,
-        }
+        })
     }
 
     /// The command this request runs.
@@ -75,7 +79,33 @@ impl WasiView for RequestState {
 }
 
 impl connection::Host for RequestState {
-    async fn send(&mut self, message: String) -> Result<(), String> {
+    async fn send(&mut self, message: String) -> wasmtime::Result<Result<(), String>> {
+        if self.sent >= self.limits.max_sends {
+            // Ends the handler: one that ignores errors could otherwise spin until its deadline.
+            return Err(wasmtime::Error::new(TooManySends {
+                max: self.limits.max_sends,
+            }));
+        }
+        self.sent += 1;
+        Ok(self.deliver(message).await)
+    }
+
+    async fn recv(&mut self) -> wasmtime::Result<Option<String>> {
+        let waiting = Instant::now();
+        let received = self.peer.recv(self.limits.recv_timeout).await;
+        self.waited += waiting.elapsed();
+        match received {
+            Ok(message) => Ok(message.map(|object| serde_json::Value::Object(object).to_string())),
+            // Ends the handler: the runtime finds this error and tells the client why.
+            Err(error) => Err(wasmtime::Error::new(error)),
+        }
+    }
+}
+
+impl RequestState {
+    /// Checks one message from the handler and sends it to the client; the error
+    /// is the handler's to handle.
+    async fn deliver(&mut self, message: String) -> Result<(), String> {
         if message.len() > self.max_message {
             return Err(PeerError::TooLarge {
                 max: self.max_message,
@@ -95,17 +125,14 @@ impl connection::Host for RequestState {
         }
         self.peer.send(object).await.map_err(|error| error.to_string())
     }
+}
 
-    async fn recv(&mut self) -> wasmtime::Result<Option<String>> {
-        let waiting = Instant::now();
-        let received = self.peer.recv().await;
-        self.waited += waiting.elapsed();
-        match received {
-            Ok(message) => Ok(message.map(|object| serde_json::Value::Object(object).to_string())),
-            // Ends the handler: the runtime finds this error and tells the client why.
-            Err(error) => Err(wasmtime::Error::new(error)),
-        }
-    }
+/// A handler sent more messages in one request than its limit allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("handler sent more than its limit of {max} messages in one request")]
+pub struct TooManySends {
+    /// The limit.
+    pub max: u32,
 }
 
 /// Caps each linear memory of an instance and remembers whether the cap was hit,

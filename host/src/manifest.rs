@@ -1,0 +1,250 @@
+//! Handler manifests: `NAME.toml` beside `NAME.wasm` grants the handler what it may
+//! use of the host and sets its own limits. No manifest, no grants.
+//!
+//! ```toml
+//! [env]                    # environment variables the handler sees
+//! GREETING = "hello"
+//!
+//! [dir]                    # one host directory, read-only
+//! path = "assets"          # relative to the handlers directory
+//! mount = "/assets"        # where the handler sees it (default /data)
+//!
+//! [limits]                 # any of the per-request limits, up to the host's ceiling
+//! timeout = "2s"
+//! max_memory = "128MiB"
+//! max_sends = 10
+//! recv_timeout = "1m"
+//! ```
+//!
+//! Unknown keys are an error, so a misspelt grant or limit is never silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::runtime::{DirGrant, RequestLimits, Sandbox};
+use crate::units::{parse_duration, parse_size};
+
+/// Where a handler's grants are mounted when the manifest does not say.
+const DEFAULT_MOUNT: &str = "/data";
+
+/// Why a manifest cannot be used; the handler is then not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest exists but cannot be read.
+    #[error("cannot read manifest `{}`: {source}", path.display())]
+    Read {
+        /// The manifest.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The manifest is not valid TOML, has unknown keys, or has values of the wrong kind.
+    #[error("invalid manifest `{}`: {}", path.display(), source.message())]
+    Parse {
+        /// The manifest.
+        path: PathBuf,
+        /// The cause, with its place in the file.
+        source: toml::de::Error,
+    },
+    /// A value is well-formed but cannot be granted.
+    #[error("invalid manifest `{}`: {reason}", path.display())]
+    Invalid {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The manifest of the handler at `wasm`: `NAME.toml` for `NAME.wasm`.
+pub fn path_for(wasm: &Path) -> PathBuf {
+    wasm.with_extension("toml")
+}
+
+/// The sandbox of the handler at `wasm`: `defaults` and no grants if it has no
+/// manifest, else what its manifest says.
+///
+/// # Errors
+/// A [`ManifestError`] naming the manifest and what is wrong with it.
+pub async fn sandbox_for(wasm: &Path, defaults: RequestLimits) -> Result<Sandbox, ManifestError> {
+    let path = path_for(wasm);
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Sandbox::with_limits(defaults));
+        }
+        Err(source) => return Err(ManifestError::Read { path, source }),
+    };
+    let manifest: Manifest = match toml::from_str(&text) {
+        Ok(manifest) => manifest,
+        Err(source) => return Err(ManifestError::Parse { path, source }),
+    };
+    let base = wasm.parent().unwrap_or(Path::new("."));
+    manifest
+        .into_sandbox(base, defaults)
+        .map_err(|reason| ManifestError::Invalid { path, reason })
+}
+
+/// A manifest as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    dir: Option<DirEntry>,
+    #[serde(default)]
+    limits: LimitsEntry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirEntry {
+    path: PathBuf,
+    mount: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsEntry {
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "size")]
+    max_memory: Option<usize>,
+    max_sends: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    recv_timeout: Option<Duration>,
+}
+
+impl Manifest {
+    /// The sandbox this manifest describes; relative paths are relative to `base`.
+    fn into_sandbox(self, base: &Path, defaults: RequestLimits) -> Result<Sandbox, String> {
+        for (name, value) in &self.env {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(format!("`{name}` is not a valid environment variable name"));
+            }
+            if value.contains('\0') {
+                return Err(format!("the value of `{name}` contains a NUL byte"));
+            }
+        }
+        let dir = self.dir.map(|dir| dir.grant(base)).transpose()?;
+        let limits = RequestLimits {
+            timeout: self.limits.timeout.unwrap_or(defaults.timeout),
+            max_memory: self.limits.max_memory.unwrap_or(defaults.max_memory),
+            max_sends: self.limits.max_sends.unwrap_or(defaults.max_sends),
+            recv_timeout: self.limits.recv_timeout.unwrap_or(defaults.recv_timeout),
+        };
+        Ok(Sandbox {
+            limits,
+            env: self.env.into_iter().collect(),
+            dir,
+        })
+    }
+}
+
+impl DirEntry {
+    fn grant(self, base: &Path) -> Result<DirGrant, String> {
+        let mount = self.mount.unwrap_or_else(|| DEFAULT_MOUNT.to_owned());
+        if !mount.starts_with('/') {
+            return Err(format!("dir.mount `{mount}` must be an absolute path like /data"));
+        }
+        let path = base.join(&self.path);
+        let host = path
+            .canonicalize()
+            .map_err(|error| format!("dir.path `{}`: {error}", path.display()))?;
+        if !host.is_dir() {
+            return Err(format!("dir.path `{}` is not a directory", path.display()));
+        }
+        Ok(DirGrant { host, guest: mount })
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_size(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, base: &Path) -> Result<Sandbox, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|error| error.message().to_owned())?;
+        manifest.into_sandbox(base, RequestLimits::DEFAULT)
+    }
+
+    #[test]
+    fn an_empty_manifest_grants_nothing() {
+        let sandbox = parse("", Path::new(".")).expect("valid");
+        assert_eq!(sandbox, Sandbox::with_limits(RequestLimits::DEFAULT));
+    }
+
+    #[test]
+    fn a_full_manifest_grants_env_a_directory_and_limits() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::create_dir(dir.path().join("assets")).expect("creates");
+        let sandbox = parse(
+            r#"
+            [env]
+            GREETING = "hello"
+            [dir]
+            path = "assets"
+            mount = "/assets"
+            [limits]
+            timeout = "2s"
+            max_memory = "128MiB"
+            max_sends = 10
+            recv_timeout = "1m"
+            "#,
+            dir.path(),
+        )
+        .expect("valid");
+        assert_eq!(sandbox.env, [("GREETING".to_owned(), "hello".to_owned())]);
+        let granted = sandbox.dir.expect("a directory");
+        assert_eq!(granted.guest, "/assets");
+        assert!(granted.host.ends_with("assets"));
+        assert_eq!(
+            sandbox.limits,
+            RequestLimits {
+                timeout: Duration::from_secs(2),
+                max_memory: 128 << 20,
+                max_sends: 10,
+                recv_timeout: Duration::from_secs(60),
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        for text in [
+            "[limits]\ntimeot = \"1s\"",
+            "[envs]\nA = \"b\"",
+            "[dir]\npath = \".\"\nwrite = true",
+        ] {
+            let error = parse(text, Path::new(".")).expect_err(text);
+            assert!(error.contains("unknown field"), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let cases = [
+            ("[limits]\ntimeout = \"soon\"", "not a duration"),
+            ("[limits]\nmax_memory = 5", "invalid type"),
+            ("[env]\n\"A=B\" = \"c\"", "not a valid environment variable name"),
+            ("[dir]\npath = \"no-such-dir\"", "no-such-dir"),
+            ("[dir]\npath = \".\"\nmount = \"data\"", "absolute"),
+        ];
+        for (text, says) in cases {
+            let error = parse(text, Path::new(".")).expect_err(text);
+            assert!(error.contains(says), "{text}: `{error}` should mention `{says}`");
+        }
+    }
+}
