@@ -11,11 +11,13 @@
 
 mod codec;
 mod message;
+mod msgpack;
 mod request;
 mod response;
 
 pub use codec::{CodecError, Framing, WireCodec};
 pub use message::{DecodeError, EncodeError, Encoding, Message};
+pub use msgpack::{MAX_DEPTH, MsgpackError};
 pub use request::{Request, RequestError};
 pub use response::{ErrorCode, error_response, is_response};
 

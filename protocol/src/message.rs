@@ -39,6 +39,10 @@ pub enum DecodeError {
     /// The body is not a msgpack map with string keys and JSON-representable values.
     #[error("invalid msgpack: {0}")]
     Msgpack(#[from] rmp_serde::decode::Error),
+    /// The body breaks a rule of msgpack messages (a value with no JSON form, nesting
+    /// deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), bytes after the map).
+    #[error("invalid msgpack: {0}")]
+    MsgpackRule(#[from] crate::MsgpackError),
     /// The body decodes, but to something other than an object.
     #[error("message must be an object, not {0}")]
     NotAnObject(&'static str),
@@ -100,14 +104,19 @@ impl Message {
     /// Decodes the body into an object.
     ///
     /// msgpack values with no JSON form (binary, extension types, non-string map
-    /// keys) are refused rather than guessed at.
+    /// keys, NaN and infinities) are refused rather than guessed at, and so is
+    /// nesting deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) in either encoding.
     ///
     /// # Errors
     /// A [`DecodeError`] says what is wrong with the body.
     pub fn decode(&self) -> Result<Object, DecodeError> {
         let value: serde_json::Value = match self.encoding {
             Encoding::Json => serde_json::from_slice(&self.body)?,
-            Encoding::Msgpack => rmp_serde::from_slice(&self.body)?,
+            Encoding::Msgpack => {
+                // Checked first: rmp-serde recurses deeper than a stack can take.
+                crate::msgpack::check(&self.body)?;
+                rmp_serde::from_slice(&self.body)?
+            }
         };
         match value {
             serde_json::Value::Object(object) => Ok(object),
@@ -164,6 +173,22 @@ mod tests {
         let body = [0x81, 0xa3, b'c', b'm', b'd', 0xc4, 0x02, 0x01, 0x02];
         let message = Message::from_frame(Bytes::copy_from_slice(&body));
         assert_eq!(message.encoding, Encoding::Msgpack);
-        assert!(matches!(message.decode(), Err(DecodeError::Msgpack(_))));
+        let error = message.decode().expect_err("binary is refused");
+        assert!(matches!(
+            error,
+            DecodeError::MsgpackRule(crate::MsgpackError::Binary { offset: 5 })
+        ));
+        assert_eq!(
+            error.to_string(),
+            "invalid msgpack: binary data (at byte 5) has no JSON form"
+        );
+    }
+
+    #[test]
+    fn json_floats_arrive_as_sent() {
+        // serde_json's default, approximate float parser read this one ulp off.
+        let message = Message::from_frame(Bytes::from_static(b"{\"x\": 958.7872702291189}"));
+        let decoded = message.decode().expect("decodes");
+        assert_eq!(decoded["x"].as_f64(), Some(958.787_270_229_118_9));
     }
 }
