@@ -13,6 +13,17 @@
 //! - `send_response`: tries to send `{"success": true}` mid-request (which the host
 //!   must refuse) and answers `{"success": true, "send_error": <the error, or null>}`.
 //! - `sleep`: sleeps `ms` milliseconds, then answers `{"success": true, "slept_ms": ms}`.
+//! - `recurse`: recurses until the stack overflows (the instance traps).
+//! - `unreachable`: executes the `unreachable` instruction.
+//! - `huge`: answers a response of `mib` MiB.
+//! - `send_loop`: sends messages in a tight loop, ignoring errors, forever.
+//! - `recv`: waits for one message from the client and answers
+//!   `{"success": true, "got": <it, or null if the client closed>}`.
+//! - `escape`: tries to get out of the sandbox and answers what it found:
+//!   `{"success": true, "file": ..., "env": ..., "env_count": n, "connect": ...}`,
+//!   where each of `file` (reads the path `file`), `env` (reads the variable `env`)
+//!   and `connect` (opens a TCP connection to `connect`) is `{"ok": ...}` or
+//!   `{"err": "<why not>"}`.
 //!
 //! Any other mode, or missing params, gets the SDK's `bad_request` error response.
 
@@ -21,7 +32,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tcpy_guest::{Handler, Response, send, success};
+use tcpy_guest::{Handler, Response, recv, send, success};
 
 /// The modes the SDK runs, chosen by the `do` param.
 #[derive(Deserialize)]
@@ -32,7 +43,18 @@ enum Misbehave {
     Grow,
     Print,
     SendResponse,
-    Sleep { ms: u64 },
+    Sleep {
+        ms: u64,
+    },
+    Recurse,
+    Unreachable,
+    SendLoop,
+    Recv,
+    Escape {
+        file: String,
+        env: String,
+        connect: String,
+    },
 }
 
 impl Handler for Misbehave {
@@ -54,8 +76,48 @@ impl Handler for Misbehave {
                 std::thread::sleep(Duration::from_millis(ms));
                 success(json!({ "slept_ms": ms }))
             }
+            Self::Recurse => success(json!({ "depth": recurse(0) })),
+            Self::Unreachable => unreachable_instruction(),
+            Self::SendLoop => loop {
+                let _ = send(json!({ "spam": true }));
+            },
+            Self::Recv => success(json!({ "got": recv() })),
+            Self::Escape { file, env, connect } => success(json!({
+                "file": outcome(std::fs::read_to_string(&file)),
+                "env": outcome(std::env::var(&env)),
+                "env_count": std::env::vars_os().count(),
+                "connect": outcome(std::net::TcpStream::connect(&connect).map(|_| "connected")),
+            })),
         }
     }
+}
+
+/// `{"ok": value}` or `{"err": "why"}`.
+fn outcome<T: serde::Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Value {
+    match result {
+        Ok(value) => json!({ "ok": value }),
+        Err(error) => json!({ "err": error.to_string() }),
+    }
+}
+
+/// Recurses until the stack runs out; the frame is kept big and opaque so the
+/// optimizer can turn it into neither a loop nor nothing.
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    let frame = black_box([depth; 64]);
+    black_box(recurse(depth + 1)) + frame[black_box(0)]
+}
+
+#[cfg(target_arch = "wasm32")]
+fn unreachable_instruction() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn unreachable_instruction() -> ! {
+    panic!("the unreachable instruction exists only on wasm32")
 }
 
 fn spin() -> ! {
@@ -76,14 +138,30 @@ fn grow() -> ! {
 }
 
 /// The answer of the modes that bypass the SDK, if `params` asks for one.
-fn raw_answer(params: &str) -> Option<&'static str> {
+fn raw_answer(params: &str) -> Option<String> {
     let params: Value = serde_json::from_str(params).ok()?;
     match params.get("do")?.as_str()? {
-        "not_json" => Some("hello"),
-        "not_object" => Some("[1,2]"),
-        "no_marker" => Some(r#"{"answer":42}"#),
+        "not_json" => Some("hello".to_owned()),
+        "not_object" => Some("[1,2]".to_owned()),
+        "no_marker" => Some(r#"{"answer":42}"#.to_owned()),
+        "huge" => Some(huge(params.get("mib")?.as_u64()?)),
         _ => None,
     }
+}
+
+/// A success response of about `mib` MiB, built straight as text: going through
+/// `serde_json::Value` would need twice the memory.
+fn huge(mib: u64) -> String {
+    const HEAD: &str = r#"{"success":true,"pad":""#;
+    const TAIL: &str = r#""}"#;
+    let padding = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20);
+    let mut text = Vec::with_capacity(HEAD.len() + padding + TAIL.len());
+    text.extend_from_slice(HEAD.as_bytes());
+    // One fill: pushing the padding a character at a time is too slow to finish
+    // within a test's deadline.
+    text.resize(HEAD.len() + padding, b'x');
+    text.extend_from_slice(TAIL.as_bytes());
+    String::from_utf8(text).unwrap_or_default()
 }
 
 // The SDK answers nothing but response objects, and answering garbage is the point of
@@ -96,7 +174,7 @@ struct Component;
 impl tcpy_guest::bindings::Guest for Component {
     fn execute(params: String) -> String {
         match raw_answer(&params) {
-            Some(answer) => answer.to_owned(),
+            Some(answer) => answer,
             None => tcpy_guest::run::<Misbehave>(&params),
         }
     }
@@ -120,6 +198,15 @@ mod tests {
         assert_eq!(execute(json!({ "do": "not_json" })), json!("hello"));
         assert_eq!(execute(json!({ "do": "not_object" })), json!([1, 2]));
         assert_eq!(execute(json!({ "do": "no_marker" })), json!({ "answer": 42 }));
+    }
+
+    #[test]
+    fn huge_answers_are_responses_of_the_size_asked() {
+        let answer =
+            <Component as tcpy_guest::bindings::Guest>::execute(json!({"do": "huge", "mib": 1}).to_string());
+        assert!(answer.len() > 1 << 20, "{} bytes", answer.len());
+        let response: Value = serde_json::from_str(&answer).expect("JSON");
+        assert_eq!(response["success"], true);
     }
 
     #[test]
