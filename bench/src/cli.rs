@@ -192,21 +192,10 @@ fn parse_object(what: &'static str, json: &str) -> Result<Object, ArgsError> {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+/// Parses a duration like `500ms`, `10s` or `2m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 10s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
+    humantime::parse_duration(text.trim())
+        .map_err(|error| format!("`{text}` is not a duration like 10s or 500ms: {error}"))
 }
 
 #[cfg(test)]
@@ -257,7 +246,7 @@ mod tests {
     #[test]
     fn durations_take_units() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2").is_err(), "a unit is needed");
     }
 }

@@ -2,22 +2,13 @@
 
 use std::time::Duration;
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+/// Parses a duration like `250ms`, `5s` or `2m` (anything `humantime` reads).
 ///
 /// # Errors
 /// A message saying what is wrong with `text`, fit for a command-line error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = split_unit(text);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 5s or 250ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
+    humantime::parse_duration(text.trim())
+        .map_err(|error| format!("`{text}` is not a duration like 5s or 250ms: {error}"))
 }
 
 /// Parses `65536`, `64KiB`, `64MiB`, `1GiB` (K, M, G mean the same binary units).
@@ -57,8 +48,9 @@ mod tests {
     fn durations_take_units() {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2").is_err(), "a unit is needed");
+        assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
     }
 
