@@ -1,5 +1,5 @@
 //! Project commands, run as `cargo xtask <command>`: build the handlers, serve them,
-//! run every test.
+//! run every test, fuzz the protocol.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 mod languages;
 
 /// The example handlers `serve` offers.
@@ -34,6 +35,9 @@ enum Task {
     /// and test fixtures) and target/language-handlers/{rust,py,js} (what the
     /// cross-language tests serve), installing the Python and JavaScript toolchains first.
     BuildHandlers,
+    /// Fuzzes tcpy-protocol: every target of fuzz/ for `--seconds` each, with cargo-fuzz
+    /// (installed into target/tools) on the nightly toolchain.
+    Fuzz(fuzz::Options),
     /// Builds the handlers, then runs the host on target/handlers.
     Serve {
         /// Passed on to `tcpy-host`.
@@ -53,6 +57,7 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Task::Bench(options) => bench::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
         Task::BuildHandlers => workspace.build_handlers().map(|()| ExitCode::SUCCESS),
+        Task::Fuzz(options) => fuzz::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
         Task::Serve { args } => {
             workspace.build_handlers()?;
             let handlers = workspace.target.join("handlers");

@@ -1,0 +1,226 @@
+//! `cargo xtask fuzz`: every cargo-fuzz target of `fuzz/` for a while each, with
+//! libFuzzer, on the nightly toolchain.
+//!
+//! cargo-fuzz, at a pinned version, is installed into `target/tools` the first time.
+//! Each run starts from the committed seeds (`fuzz/corpus/TARGET`, read only) and a
+//! working corpus in `fuzz/target/corpus/TARGET`, kept between runs, where libFuzzer
+//! writes what it finds: the repository stays clean. A crashing input goes to
+//! `fuzz/artifacts/TARGET/`, as with a plain `cargo fuzz run`.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::Workspace;
+
+/// The cargo-fuzz installed into `target/tools`.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// The targets of fuzz/Cargo.toml, in the order they run.
+const TARGETS: [&str; 2] = ["wire", "request"];
+/// The toolchain cargo-fuzz needs (for `-Zsanitizer`); nothing else uses it.
+const TOOLCHAIN: &str = "nightly";
+
+/// Options of `cargo xtask fuzz`.
+#[derive(clap::Args)]
+pub(crate) struct Options {
+    /// Seconds each target runs.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+}
+
+pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
+    let started = Instant::now();
+    let fuzz = Fuzz::prepare(workspace)?;
+    fuzz.build()?;
+    let mut failed = Vec::new();
+    for target in TARGETS {
+        if let Err(error) = fuzz.run(target, options.seconds) {
+            eprintln!("fuzz: {error:#}");
+            failed.push(target);
+        }
+    }
+    eprintln!("fuzz: finished in {} s", started.elapsed().as_secs());
+    ensure!(failed.is_empty(), "fuzz targets failed: {}", failed.join(", "));
+    Ok(())
+}
+
+/// The fuzz workspace, and how to run nightly cargo-fuzz on it.
+struct Fuzz {
+    dir: PathBuf,
+    /// The nightly toolchain's `bin`, then `target/tools/bin`, then the rest of `PATH`:
+    /// cargo-fuzz runs the plain `cargo`, which must be nightly's.
+    path: OsString,
+}
+
+impl Fuzz {
+    /// Finds the nightly toolchain and installs cargo-fuzz if it is not there yet.
+    fn prepare(workspace: &Workspace) -> Result<Self> {
+        let nightly = nightly_bin()?;
+        let tools = workspace.target.join("tools");
+        install_cargo_fuzz(workspace, &tools)?;
+        let rest = std::env::var_os("PATH").unwrap_or_default();
+        let path = std::env::join_paths(
+            [nightly, tools.join("bin")]
+                .into_iter()
+                .chain(std::env::split_paths(&rest)),
+        )
+        .context("cannot build PATH for cargo-fuzz")?;
+        Ok(Self {
+            dir: workspace.root.join("fuzz"),
+            path,
+        })
+    }
+
+    /// `cargo +nightly fuzz SUBCOMMAND`, in fuzz/, building into fuzz/target.
+    fn cargo_fuzz(&self, subcommand: &str) -> Command {
+        let mut command = Command::new("cargo");
+        command
+            .current_dir(&self.dir)
+            .env("PATH", &self.path)
+            .env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
+            // Whatever the caller's cargo or rustc, this one is nightly's.
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .env_remove("CARGO_TARGET_DIR")
+            .args(["fuzz", subcommand]);
+        command
+    }
+
+    /// Builds every target (cargo's progress shows; the runs' output goes to logs).
+    fn build(&self) -> Result<()> {
+        eprintln!("fuzz: building the targets (nightly, AddressSanitizer)…");
+        crate::run(self.cargo_fuzz("build")).context("building the fuzz targets failed")
+    }
+
+    /// Fuzzes `target` for `seconds`; its output goes to fuzz/target/logs/TARGET.log,
+    /// and a summary (or, on a crash, the end of the log) to the terminal.
+    fn run(&self, target: &str, seconds: u64) -> Result<()> {
+        let corpus = self.dir.join("target/corpus").join(target);
+        let logs = self.dir.join("target/logs");
+        for dir in [&corpus, &logs] {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        }
+        let log_path = logs.join(format!("{target}.log"));
+        let log =
+            File::create(&log_path).with_context(|| format!("cannot create `{}`", log_path.display()))?;
+        let mut command = self.cargo_fuzz("run");
+        command
+            .arg(target)
+            .arg(&corpus)
+            .arg(self.dir.join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .stdout(log.try_clone().context("cannot share the log")?)
+            .stderr(log);
+        eprintln!("fuzz: `{target}` for {seconds} s (log: fuzz/target/logs/{target}.log)…");
+        let status = command
+            .status()
+            .with_context(|| format!("cannot run cargo fuzz for `{target}`"))?;
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if !status.success() {
+            eprintln!("{}", tail(&output, 40));
+            bail!(
+                "`{target}` failed ({status}); the input that did it is in fuzz/artifacts/{target}/ \
+                 (the README's Fuzzing section says how to replay it)"
+            );
+        }
+        eprintln!("fuzz: `{target}`: {}", summary(&output));
+        Ok(())
+    }
+}
+
+/// The `bin` directory of the nightly toolchain.
+fn nightly_bin() -> Result<PathBuf> {
+    let output = Command::new("rustup")
+        .args(["which", "--toolchain", TOOLCHAIN, "cargo"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run rustup, which cargo fuzz needs to find the nightly toolchain")?;
+    ensure!(
+        output.status.success(),
+        "cargo fuzz needs the {TOOLCHAIN} toolchain: `rustup toolchain install {TOOLCHAIN} --profile minimal`"
+    );
+    let cargo = PathBuf::from(
+        String::from_utf8(output.stdout)
+            .context("rustup printed no path")?
+            .trim(),
+    );
+    cargo
+        .parent()
+        .map(Path::to_path_buf)
+        .context("nightly's cargo has no directory")
+}
+
+/// Installs cargo-fuzz into `tools` unless the pinned version is already there.
+fn install_cargo_fuzz(workspace: &Workspace, tools: &Path) -> Result<()> {
+    let binary = tools.join("bin/cargo-fuzz");
+    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let installed = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == wanted);
+    if installed {
+        return Ok(());
+    }
+    eprintln!(
+        "fuzz: installing {wanted} into {}…",
+        workspace.relative(tools).display()
+    );
+    let mut install = Command::new(&workspace.cargo);
+    install
+        .current_dir(&workspace.root)
+        // Built in a temporary directory of its own, not in the workspace's target.
+        .env_remove("CARGO_TARGET_DIR")
+        .args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--root",
+        ])
+        .arg(tools);
+    crate::run(install).context("installing cargo-fuzz failed")
+}
+
+/// libFuzzer's figures from the end of a run's log: runs, rate, coverage, corpus.
+fn summary(log: &str) -> String {
+    let stat = |name: &str| {
+        log.lines()
+            .find_map(|line| line.strip_prefix(&format!("stat::{name}:")))
+            .map(str::trim)
+            .unwrap_or("?")
+    };
+    let seconds = log
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let rest = line.strip_prefix("Done ")?;
+            rest.split_whitespace().nth(3)
+        })
+        .unwrap_or("?");
+    // The last status line ("#N DONE cov: C ft: F corp: K/S …") has the coverage.
+    let coverage = log
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('#') && line.contains(" cov: "))
+        .and_then(|line| line.split_once(" cov: "))
+        .map_or("?", |(_, rest)| rest.trim());
+    format!(
+        "{} runs in {seconds} s ({} per second), no crash; cov: {coverage}; peak RSS {} MB",
+        stat("number_of_executed_units"),
+        stat("average_exec_per_sec"),
+        stat("peak_rss_mb"),
+    )
+}
+
+/// The last `count` lines of `text`.
+fn tail(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
