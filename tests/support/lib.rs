@@ -1,6 +1,8 @@
 //! Test support: a real tcpy host on 127.0.0.1 port 0 serving the built handlers,
 //! and small raw-socket clients for both framings.
 
+pub mod hostile;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -318,5 +320,21 @@ impl LineConn {
     pub async fn round_trip(&mut self, message: Value) -> Value {
         self.send(message).await;
         self.recv().await.expect("a response line")
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `within` has passed; returns
+/// whether it held. For state that settles on its own time (a connection count after a
+/// client leaves), where a fixed sleep would be flaky or slow.
+pub async fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
