@@ -36,7 +36,7 @@ enum Task {
     /// cross-language tests serve), installing the Python and JavaScript toolchains first.
     BuildHandlers,
     /// Fuzzes tcpy-protocol: every target of fuzz/ for `--seconds` each, with cargo-fuzz
-    /// (installed into target/tools) on the nightly toolchain.
+    /// (installed into target/tools), no sanitizer, on the project's toolchain.
     Fuzz(fuzz::Options),
     /// Builds the handlers, then runs the host on target/handlers.
     Serve {
