@@ -92,6 +92,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: Arc<Host>, 
             break;
         }
     }
+    transport.lock().await.close().await;
     tracing::debug!(%peer, "connection closed");
 }
 
@@ -141,9 +142,13 @@ pub(crate) async fn refuse(stream: TcpStream, peer: SocketAddr, host: Arc<Host>)
         "too many connections (the limit is {}); try again later",
         limits.max_connections
     );
-    let _ = transport
+    if transport
         .write_object(&error_response(ErrorCode::Busy, message), encoding)
-        .await;
+        .await
+        .is_ok()
+    {
+        transport.close().await;
+    }
 }
 
 /// Turns one message into its response: parse, look up, run.

@@ -13,6 +13,11 @@ const READ_CHUNK: usize = 4 * 1024;
 /// Buffers grown past this by a large message are given back once it is gone, so an
 /// idle connection holds little memory whatever it carried before.
 const KEEP_BUFFER: usize = 64 * 1024;
+/// How long, and for how many bytes, a connection the host closes keeps reading what
+/// the client still sends: closing a socket with unread input resets it, and a reset
+/// can destroy the host's last message before the client reads it.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Why no message could be read.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +163,27 @@ impl Transport {
             Err(_elapsed) => {
                 self.broken = true;
                 Err(WriteError::Stalled(self.write_timeout))
+            }
+        }
+    }
+
+    /// Closes the connection gently: no more writes, then what the client still sends
+    /// is read and dropped until it closes too, or for at most [`LINGER`].
+    pub(crate) async fn close(&mut self) {
+        if tokio::time::timeout(self.write_timeout, self.stream.shutdown())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.read_buf.clear();
+            self.read_buf.reserve(READ_CHUNK);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.read_buf)).await {
+                Ok(Ok(read)) if read > 0 => discarded += read,
+                _ => break,
             }
         }
     }
