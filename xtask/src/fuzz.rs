@@ -66,8 +66,9 @@ impl Fuzz {
         let tools = workspace.target.join("tools");
         install_cargo_fuzz(workspace, &tools)?;
         let rest = std::env::var_os("PATH").unwrap_or_default();
-        let path = std::env::join_paths(std::iter::once(tools.join("bin")).chain(std::env::split_paths(&rest)))
-        .context("cannot build PATH for cargo-fuzz")?;
+        let path =
+            std::env::join_paths(std::iter::once(tools.join("bin")).chain(std::env::split_paths(&rest)))
+                .context("cannot build PATH for cargo-fuzz")?;
         Ok(Self {
             dir: workspace.root.join("fuzz"),
             path,

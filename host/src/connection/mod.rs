@@ -73,7 +73,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: Arc<Host>, 
             Ok(None) => break,
             Err(error) => {
                 // Every read error ends the connection; most are worth a last word.
-                if let Some(last_word) = refusal(&error, peer) {
+                if let Some(last_word) = last_word(&error, peer) {
                     let mut transport = transport.lock().await;
                     let encoding = transport.last_encoding();
                     let _ = transport.write_object(&last_word, encoding).await;
@@ -98,7 +98,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: Arc<Host>, 
 
 /// The last word a client is told before its connection closes for `error`, logged
 /// once; `None` when there is nobody to tell (the connection failed).
-fn refusal(error: &ReadError, peer: SocketAddr) -> Option<Object> {
+fn last_word(error: &ReadError, peer: SocketAddr) -> Option<Object> {
     match error {
         ReadError::Quiet(idle) => {
             tracing::debug!(%peer, idle_ms = idle.as_millis() as u64, "idle connection closed");
