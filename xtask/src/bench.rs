@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::Workspace;
+use crate::{Workspace, wasmtime_serve};
 
 /// Where the generated part of docs/performance.md starts and ends.
 const BEGIN: &str = "<!-- xtask bench: begin -->";
@@ -39,6 +39,10 @@ pub(crate) struct Options {
     /// Print the table only; leave docs/performance.md alone.
     #[arg(long)]
     no_write: bool,
+    /// Also measure `wasmtime serve` on a hello component with `wrk` at 32
+    /// connections, the nearest peer (installs wasmtime-cli into target/tools first).
+    #[arg(long)]
+    wasmtime_serve: bool,
 }
 
 pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
@@ -72,8 +76,13 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     let end_to_end = end_to_end(&release.join("tcpy-bench"), host.addr, options)?;
     let memory = memory(&host).context("memory measurement failed")?;
     host.stop();
+    let peer = if options.wasmtime_serve {
+        wasmtime_serve::measure(workspace, options.rounds, options.seconds)?
+    } else {
+        Vec::new()
+    };
 
-    let table = render(&micro, &end_to_end, &memory, options);
+    let table = render(&micro, &end_to_end, &memory, &peer, options);
     println!("\n{table}");
     if !options.no_write {
         let doc = workspace.root.join("docs/performance.md");
@@ -299,7 +308,13 @@ fn memory(host: &Host) -> Result<Memory> {
     })
 }
 
-fn render(micro: &[Micro], rounds: &[Vec<Run>], memory: &Memory, options: &Options) -> String {
+fn render(
+    micro: &[Micro],
+    rounds: &[Vec<Run>],
+    memory: &Memory,
+    peer: &[wasmtime_serve::Run],
+    options: &Options,
+) -> String {
     let mut out = String::new();
     let line = |out: &mut String, text: String| {
         out.push_str(&text);
@@ -382,6 +397,39 @@ fn render(micro: &[Micro], rounds: &[Vec<Run>], memory: &Memory, options: &Optio
             memory.idle_kib, memory.conversation_kib
         ),
     );
+    let mut peer: Vec<&wasmtime_serve::Run> = peer.iter().collect();
+    peer.sort_by(|a, b| a.req_per_s.total_cmp(&b.req_per_s));
+    if let (Some(low), Some(high)) = (peer.first(), peer.last()) {
+        let median = peer[peer.len() / 2];
+        let connections = wasmtime_serve::CONNECTIONS;
+        line(&mut out, String::new());
+        line(
+            &mut out,
+            format!(
+                "The nearest peer, after the runs above: `wasmtime serve` {} on `bench/hello-http` (the same \
+                 JSON answer over HTTP/1.1 keep-alive), `wrk -t1 -c{connections}`, {} s per run, median of {} rounds:",
+                wasmtime_serve::WASMTIME_VERSION,
+                options.seconds,
+                peer.len()
+            ),
+        );
+        line(&mut out, String::new());
+        line(
+            &mut out,
+            "| server | connections | req/s (median) | range | p50 | p99 | tcpy `add` / this |".into(),
+        );
+        line(&mut out, "|---|---:|---:|---:|---:|---:|---:|".into());
+        let ratio = medians
+            .get(&(connections, "add"))
+            .map_or(String::new(), |add| format!("{:.2}×", add / median.req_per_s));
+        line(
+            &mut out,
+            format!(
+                "| `wasmtime serve` | {connections} | {:.0} | {:.0} – {:.0} | {:.1} µs | {:.1} µs | {ratio} |",
+                median.req_per_s, low.req_per_s, high.req_per_s, median.p50_us, median.p99_us
+            ),
+        );
+    }
     out
 }
 

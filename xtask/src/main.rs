@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod languages;
+mod wasmtime_serve;
 
 /// The example handlers `serve` offers.
 const EXAMPLES: [&str; 3] = ["add", "echo", "tally"];
