@@ -7,6 +7,7 @@
 //! first time (about 10 minutes on 2 cores); `wrk` comes from the system
 //! (`apt-get install wrk`).
 
+use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,7 +37,8 @@ pub(crate) fn measure(workspace: &Workspace, rounds: usize, seconds: u64) -> Res
     check_wrk()?;
     let component = build_hello(workspace)?;
     let wasmtime = install_wasmtime(workspace)?;
-    let server = Server::start(&wasmtime, &component)?;
+    let log = workspace.target.join("wasmtime-serve.log");
+    let server = Server::start(&wasmtime, &component, &log)?;
     let url = format!("http://{}/", server.addr);
     wrk(&url, 1).context("the warm-up run failed")?;
     let mut runs = Vec::new();
@@ -108,23 +110,29 @@ struct Server {
 }
 
 impl Server {
-    fn start(wasmtime: &Path, component: &Path) -> Result<Self> {
+    /// Starts serving `component`; what the server prints goes to `log`.
+    fn start(wasmtime: &Path, component: &Path, log: &Path) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let output = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(wasmtime)
-            .args(["serve", "--addr", &addr.to_string()])
+            // `-Scli`: Rust's std on wasm32-wasip2 imports wasi:cli/environment even in
+            // a proxy component, and `serve` links only the proxy world without it.
+            .args(["serve", "-Scli", "--addr", &addr.to_string()])
             .arg(component)
             .stdin(Stdio::null())
-            // It logs every request; the log is not what is measured.
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
             .spawn()
             .with_context(|| format!("cannot start {}", wasmtime.display()))?;
         let mut server = Self { child, addr };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline || server.child.try_wait()?.is_some() {
-                bail!("wasmtime serve did not start listening on {addr}");
+                bail!(
+                    "wasmtime serve did not start listening on {addr}; its output is in {}",
+                    log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
