@@ -1,10 +1,12 @@
 //! Handlers that fail: each client gets a clear error and everybody else is served.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tcpy_host::runtime::Limits;
-use tcpy_tests::{LineConn, TestHost, request_limits, test_limits};
+use tcpy_host::runtime::{Limits, NoClient, Runtime};
+use tcpy_protocol::ErrorCode;
+use tcpy_tests::{LineConn, TestHost, handler_bytes, object, request_limits, test_limits};
 
 async fn expect_failure(host: &TestHost, mode: &str, code: &str, says: &str) {
     let mut conn = LineConn::connect(host.addr).await;
@@ -103,4 +105,39 @@ async fn handler_output_does_not_reach_the_client() {
     assert_eq!(response["success"], true, "{response}");
     let response = conn.round_trip(json!({"cmd": "add", "x": 1, "y": 2})).await;
     assert_eq!(response, json!({"success": true, "solution": 3}));
+}
+
+#[tokio::test]
+async fn an_exhausted_instance_pool_answers_busy_not_a_failure() {
+    let runtime = Runtime::new(Limits {
+        max_in_flight: 1,
+        ..test_limits()
+    })
+    .expect("the runtime starts");
+    let runtime = Arc::new(runtime);
+    let handler = runtime
+        .compile(
+            "misbehave",
+            &handler_bytes("misbehave"),
+            runtime.default_sandbox(),
+        )
+        .expect("misbehave compiles");
+    let handler = Arc::new(handler);
+    // Through a connection the host's in-flight cap answers first; called directly,
+    // the second request finds the pool's only slot taken.
+    let sleeper = tokio::spawn({
+        let (runtime, handler) = (Arc::clone(&runtime), Arc::clone(&handler));
+        async move {
+            let params = object(json!({"do": "sleep", "ms": 500}));
+            runtime.execute(&handler, params, Box::new(NoClient)).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let error = runtime
+        .execute(&handler, object(json!({"do": "print"})), Box::new(NoClient))
+        .await
+        .expect_err("no room for a second instance");
+    assert_eq!(error.code(), ErrorCode::Busy, "{error}");
+    let first = sleeper.await.expect("the sleeper finishes");
+    assert_eq!(first.expect("the first request succeeds")["slept_ms"], 500);
 }

@@ -51,6 +51,10 @@ pub enum ExecError {
         /// The cap, in bytes.
         limit: usize,
     },
+    /// The instance pool had no room for this request's instance (a handler with
+    /// more memories or core instances than the pool reserves per request).
+    #[error("no room in the instance pool: {0}")]
+    PoolExhausted(String),
     /// The handler sent more messages than its limit.
     #[error(transparent)]
     TooManySends(#[from] super::TooManySends),
@@ -84,6 +88,7 @@ impl ExecError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::PoolExhausted(_) => ErrorCode::Busy,
             Self::ResponseTooLarge { .. } => ErrorCode::TooLarge,
             Self::Peer(peer) => peer.code(),
             Self::MemoryExhausted { .. }

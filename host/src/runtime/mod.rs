@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use tcpy_protocol::Object;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 pub use cache::Digest;
 pub use error::{ExecError, LoadError};
@@ -170,6 +170,9 @@ impl Runtime {
         }
         if let Some(sends) = error.downcast_ref::<TooManySends>() {
             return ExecError::TooManySends(sends.clone());
+        }
+        if let Some(pool) = error.downcast_ref::<PoolConcurrencyLimitError>() {
+            return ExecError::PoolExhausted(pool.to_string());
         }
         if state.memory.exhausted() {
             return ExecError::MemoryExhausted {
