@@ -23,21 +23,6 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// loaded 2-core machine: generous, yet far below the 10 s a missing timeout takes.
 const LATE: Duration = Duration::from_secs(3);
 
-/// Waits until the host has no connection open and no request running.
-async fn assert_settles(host: &TestHost) {
-    let state = host.host();
-    let settled = wait_until(SETTLE, || {
-        state.open_connections() == 0 && state.requests_in_flight() == 0
-    })
-    .await;
-    assert!(
-        settled,
-        "after {SETTLE:?}: {} connections still open, {} requests still in flight",
-        state.open_connections(),
-        state.requests_in_flight()
-    );
-}
-
 #[tokio::test]
 async fn random_bytes_get_errors_or_a_close_never_a_hang() {
     const CONNECTIONS: u64 = 300;
@@ -69,7 +54,7 @@ async fn random_bytes_get_errors_or_a_close_never_a_hang() {
     );
 
     hostile::assert_add_works(addr).await;
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
 }
 
 #[tokio::test]
@@ -112,7 +97,7 @@ async fn truncated_frames_and_lines_close_cleanly() {
     hostile::send_then_drop(addr, &hostile::truncated_frame()).await;
     hostile::send_then_drop(addr, hostile::TRUNCATED_LINE).await;
 
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
     hostile::assert_add_works(addr).await;
 }
 
@@ -148,7 +133,7 @@ async fn a_10_mb_line_gets_too_large_then_close() {
     let ending = hostile::send_huge_line(host.addr, 10 << 20).await;
     assert_eq!(ending.codes(), ["too_large"], "{ending:?}");
     hostile::assert_add_works(host.addr).await;
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
 }
 
 #[tokio::test]
@@ -277,15 +262,20 @@ async fn trickle(
     }
 }
 
-#[tokio::test]
-async fn a_slowloris_client_is_cut_off_while_others_are_served() {
-    let read_timeout = Duration::from_millis(500);
-    let host = TestHost::start_with_connection_limits(ConnectionLimits {
+/// A host whose read timeout is `read_timeout`, and whose idle timeout is far longer.
+async fn host_with_read_timeout(read_timeout: Duration) -> TestHost {
+    TestHost::start_with_connection_limits(ConnectionLimits {
         read_timeout,
         idle_timeout: Duration::from_secs(60),
         ..ConnectionLimits::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_while_others_are_served() {
+    let read_timeout = Duration::from_millis(500);
+    let host = host_with_read_timeout(read_timeout).await;
     let request = json!({"cmd": "add", "x": 1, "y": 2});
     let line = format!("{request}\n").into_bytes();
     let frame = hostile::frame(request.to_string().as_bytes());
@@ -329,18 +319,13 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
             slow.closed_after, slow.sent
         );
     }
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
 }
 
 #[tokio::test]
 async fn a_client_pausing_between_whole_requests_is_not_cut_off() {
     let read_timeout = Duration::from_millis(500);
-    let host = TestHost::start_with_connection_limits(ConnectionLimits {
-        read_timeout,
-        idle_timeout: Duration::from_secs(60),
-        ..ConnectionLimits::default()
-    })
-    .await;
+    let host = host_with_read_timeout(read_timeout).await;
     let mut line = LineConn::connect(host.addr).await;
     let mut frames = FrameConn::connect(host.addr).await;
     for i in 0..3 {
@@ -386,7 +371,7 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout() {
         .expect("the writer does not panic");
     assert!(sent < REQUESTS, "cut off after {sent} requests");
     println!("a client that never reads was cut off after sending {sent} requests of 256 KiB");
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
 }
 
 /// A host that closes connections idle for 300 ms.
@@ -431,7 +416,7 @@ async fn an_idle_connection_gets_idle_timeout_then_eof() {
         quiet_since.elapsed()
     );
     assert_eq!(conn.recv().await, None, "closed after idle_timeout");
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
 }
 
 #[tokio::test]
@@ -551,7 +536,7 @@ async fn a_client_closing_mid_request_leaves_nothing_behind() {
     );
     assert_eq!(state.open_connections(), 1);
     drop(conn);
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
     hostile::assert_add_works(host.addr).await;
 }
 
@@ -563,6 +548,6 @@ async fn a_client_closing_mid_conversation_leaves_nothing_behind() {
     assert_eq!(state.requests_in_flight(), 1, "the tally waits in recv()");
     assert_eq!(state.open_connections(), 1);
     drop(conn);
-    assert_settles(&host).await;
+    host.assert_settles(SETTLE).await;
     hostile::assert_add_works(host.addr).await;
 }

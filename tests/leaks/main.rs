@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tcpy_host::ConnectionLimits;
 use tcpy_tests::hostile::{self, Close, XorShift};
-use tcpy_tests::{FrameConn, LineConn, TestHost, wait_until};
+use tcpy_tests::{FrameConn, LineConn, TestHost};
 
 /// Rounds measured after the warm-up round.
 const ROUNDS: u64 = 10;
@@ -125,7 +125,7 @@ async fn round(host: &TestHost, round: u64) {
         .buffer_unordered(AT_ONCE)
         .collect::<Vec<()>>()
         .await;
-    settle(host).await;
+    host.assert_settles(SETTLE).await;
 
     // Busy: the host full, a few more turned away.
     let mut held = Vec::new();
@@ -147,22 +147,7 @@ async fn round(host: &TestHost, round: u64) {
         assert_eq!(frames.recv_body().await, None, "closed after busy");
     }
     drop(held);
-    settle(host).await;
-}
-
-/// Waits until the host has no connection open and no request running.
-async fn settle(host: &TestHost) {
-    let state = host.host();
-    let settled = wait_until(SETTLE, || {
-        state.open_connections() == 0 && state.requests_in_flight() == 0
-    })
-    .await;
-    assert!(
-        settled,
-        "after {SETTLE:?}: {} connections still open, {} requests still in flight",
-        state.open_connections(),
-        state.requests_in_flight()
-    );
+    host.assert_settles(SETTLE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

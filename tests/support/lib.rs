@@ -183,6 +183,22 @@ impl TestHost {
             .subscribe()
     }
 
+    /// Waits up to `within` until the host has no connection open and no request
+    /// running; panics saying what is left otherwise.
+    pub async fn assert_settles(&self, within: Duration) {
+        let host = self.host();
+        let settled = wait_until(within, || {
+            host.open_connections() == 0 && host.requests_in_flight() == 0
+        })
+        .await;
+        assert!(
+            settled,
+            "after {within:?}: {} connections still open, {} requests still in flight",
+            host.open_connections(),
+            host.requests_in_flight()
+        );
+    }
+
     /// The limits the host runs under.
     pub fn host_limits(&self) -> Limits {
         *self.host.limits()
