@@ -161,6 +161,8 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
                     cmd = command,
                     path = %path.display(),
                     version = %handler.digest().short(),
+                    grants = %handler.sandbox().grants(),
+                    timeout_ms = handler.sandbox().limits.timeout.as_millis() as u64,
                     from_cache = handler.from_cache(),
                     elapsed_ms = elapsed.as_millis() as u64,
                     "handler loaded"

@@ -186,11 +186,13 @@ async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
     match loader::compile(host.runtime(), &command, path, source).await {
         Ok(handler) => {
             let (version, from_cache) = (*handler.digest(), handler.from_cache());
+            let grants = handler.sandbox().grants();
             let previous = host.registry().insert(&command, Arc::new(handler));
             tracing::info!(
                 cmd = %command,
                 version = %version.short(),
                 previous = previous.map(|handler| handler.digest().short()).as_deref().unwrap_or("none"),
+                grants,
                 from_cache,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "handler swapped in"

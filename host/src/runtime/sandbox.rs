@@ -37,6 +37,20 @@ impl Sandbox {
         }
     }
 
+    /// What this sandbox grants, for the log: `none`, or the env var names and the
+    /// mounted directory.
+    pub fn grants(&self) -> String {
+        let mut grants: Vec<String> = self.env.iter().map(|(name, _)| format!("env {name}")).collect();
+        if let Some(dir) = &self.dir {
+            grants.push(format!("dir {} at {} (read-only)", dir.host.display(), dir.guest));
+        }
+        if grants.is_empty() {
+            "none".to_owned()
+        } else {
+            grants.join(", ")
+        }
+    }
+
     /// A WASI context for one request of `command`: stdout and stderr go to the log,
     /// sockets are refused, and only what this sandbox grants is there.
     pub(super) fn wasi(&self, command: &std::sync::Arc<str>) -> wasmtime::Result<WasiCtx> {
@@ -54,5 +68,27 @@ impl Sandbox {
             builder.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)?;
         }
         Ok(builder.build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_name_what_is_granted() {
+        assert_eq!(Sandbox::default().grants(), "none");
+        let sandbox = Sandbox {
+            env: vec![("GREETING".into(), "hello".into())],
+            dir: Some(DirGrant {
+                host: PathBuf::from("/srv/assets"),
+                guest: "/assets".into(),
+            }),
+            ..Sandbox::default()
+        };
+        assert_eq!(
+            sandbox.grants(),
+            "env GREETING, dir /srv/assets at /assets (read-only)"
+        );
     }
 }
