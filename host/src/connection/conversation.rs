@@ -6,7 +6,7 @@ use std::time::Duration;
 use tcpy_protocol::{CodecError, Encoding, Message, Object};
 use tokio::sync::Mutex;
 
-use super::transport::{ReadError, Transport};
+use super::transport::{ReadError, Transport, WriteError};
 use crate::runtime::{Peer, PeerError, PeerFuture};
 
 /// Carries a handler's `send()` and `recv()` over the connection its request came in on.
@@ -19,13 +19,13 @@ pub(super) struct Conversation {
 impl Peer for Conversation {
     fn send(&mut self, message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
         Box::pin(async move {
-            let mut transport = self.transport.lock().await;
             let message = Message::encode(&message, self.encoding).map_err(|_| PeerError::Gone)?;
-            let max = transport.max_message();
-            if message.body.len() > max {
-                return Err(PeerError::TooLarge { max });
+            // The codec refuses an oversized message before writing a byte of it.
+            match self.transport.lock().await.write(message).await {
+                Ok(()) => Ok(()),
+                Err(WriteError::Codec(CodecError::TooLarge { max })) => Err(PeerError::TooLarge { max }),
+                Err(_) => Err(PeerError::Gone),
             }
-            transport.write(message).await.map_err(|_| PeerError::Gone)
         })
     }
 

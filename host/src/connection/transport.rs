@@ -104,7 +104,7 @@ impl Transport {
     /// A message must start within `wait` and, once started, end within the read
     /// timeout. Cancel-safe: bytes already read stay buffered for the next call.
     pub(crate) async fn read(&mut self, wait: Duration) -> Result<Option<Message>, ReadError> {
-        let result = self.next_message(Instant::now() + wait, wait).await;
+        let result = self.next_message(wait).await;
         match &result {
             Ok(Some(message)) => self.last_encoding = message.encoding,
             Err(ReadError::Quiet(_)) | Ok(None) => {}
@@ -113,11 +113,8 @@ impl Transport {
         result
     }
 
-    async fn next_message(
-        &mut self,
-        quiet_after: Instant,
-        wait: Duration,
-    ) -> Result<Option<Message>, ReadError> {
+    async fn next_message(&mut self, wait: Duration) -> Result<Option<Message>, ReadError> {
+        let quiet_after = Instant::now() + wait;
         loop {
             if let Some(message) = self.codec.decode(&mut self.read_buf)? {
                 // Pipelined bytes already buffered are the start of the next message.
