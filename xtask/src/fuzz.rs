@@ -16,7 +16,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -63,8 +63,8 @@ struct Fuzz {
 impl Fuzz {
     /// Installs cargo-fuzz if it is not there yet.
     fn prepare(workspace: &Workspace) -> Result<Self> {
-        let tools = workspace.target.join("tools");
-        install_cargo_fuzz(workspace, &tools)?;
+        let tools = workspace.tools();
+        workspace.install_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)?;
         let rest = std::env::var_os("PATH").unwrap_or_default();
         let path =
             std::env::join_paths(std::iter::once(tools.join("bin")).chain(std::env::split_paths(&rest)))
@@ -128,38 +128,6 @@ impl Fuzz {
         eprintln!("fuzz: `{target}`: {}", summary(&output));
         Ok(())
     }
-}
-
-/// Installs cargo-fuzz into `tools` unless the pinned version is already there.
-fn install_cargo_fuzz(workspace: &Workspace, tools: &Path) -> Result<()> {
-    let binary = tools.join("bin/cargo-fuzz");
-    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
-    let installed = Command::new(&binary)
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == wanted);
-    if installed {
-        return Ok(());
-    }
-    eprintln!(
-        "fuzz: installing {wanted} into {}…",
-        workspace.relative(tools).display()
-    );
-    let mut install = Command::new(&workspace.cargo);
-    install
-        .current_dir(&workspace.root)
-        // Built in a temporary directory of its own, not in the workspace's target.
-        .env_remove("CARGO_TARGET_DIR")
-        .args([
-            "install",
-            "cargo-fuzz",
-            "--locked",
-            "--version",
-            CARGO_FUZZ_VERSION,
-            "--root",
-        ])
-        .arg(tools);
-    crate::run(install).context("installing cargo-fuzz failed")
 }
 
 /// libFuzzer's figures from the end of a run's log: runs, rate, coverage, corpus.

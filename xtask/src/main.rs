@@ -148,6 +148,39 @@ impl Workspace {
     fn relative<'a>(&self, path: &'a Path) -> &'a Path {
         path.strip_prefix(&self.root).unwrap_or(path)
     }
+
+    /// Where `install_tool` puts tools: `target/tools`, with binaries in `bin/`.
+    fn tools(&self) -> PathBuf {
+        self.target.join("tools")
+    }
+
+    /// The binary `binary` of the crates.io package `package` at `version`, installed
+    /// into [`Workspace::tools`] with `cargo install --locked` unless that version is
+    /// already there (its `--version` output names the version).
+    fn install_tool(&self, package: &str, binary: &str, version: &str) -> Result<PathBuf> {
+        let tools = self.tools();
+        let path = tools.join("bin").join(binary);
+        let installed = Command::new(&path)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains(version));
+        if installed {
+            return Ok(path);
+        }
+        eprintln!(
+            "installing {package} {version} into {}…",
+            self.relative(&tools).display()
+        );
+        let mut install = Command::new(&self.cargo);
+        install
+            .current_dir(&self.root)
+            // Built in a temporary directory of its own, not in the workspace's target.
+            .env_remove("CARGO_TARGET_DIR")
+            .args(["install", package, "--locked", "--version", version, "--root"])
+            .arg(&tools);
+        run(install).with_context(|| format!("installing {package} failed"))?;
+        Ok(path)
+    }
 }
 
 /// Makes sure the wasm target is installed where rustup manages the toolchain; where

@@ -36,7 +36,8 @@ pub(crate) struct Run {
 pub(crate) fn measure(workspace: &Workspace, rounds: usize, seconds: u64) -> Result<Vec<Run>> {
     check_wrk()?;
     let component = build_hello(workspace)?;
-    let wasmtime = install_wasmtime(workspace)?;
+    // About 10 minutes on 2 cores, the first time.
+    let wasmtime = workspace.install_tool("wasmtime-cli", "wasmtime", WASMTIME_VERSION)?;
     let log = workspace.target.join("wasmtime-serve.log");
     let server = Server::start(&wasmtime, &component, &log)?;
     let url = format!("http://{}/", server.addr);
@@ -73,34 +74,6 @@ fn build_hello(workspace: &Workspace) -> Result<PathBuf> {
         .target
         .join(crate::WASM_TARGET)
         .join("guest/hello_http.wasm"))
-}
-
-/// The `wasmtime` binary in `target/tools`, installed first if it is not there.
-fn install_wasmtime(workspace: &Workspace) -> Result<PathBuf> {
-    let tools = workspace.target.join("tools");
-    let binary = tools.join("bin/wasmtime");
-    let installed = Command::new(&binary)
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains(WASMTIME_VERSION));
-    if installed {
-        return Ok(binary);
-    }
-    eprintln!("installing wasmtime-cli {WASMTIME_VERSION} into target/tools (about 10 minutes)…");
-    let mut install = Command::new(&workspace.cargo);
-    install
-        .env_remove("CARGO_TARGET_DIR")
-        .args([
-            "install",
-            "wasmtime-cli",
-            "--locked",
-            "--version",
-            WASMTIME_VERSION,
-            "--root",
-        ])
-        .arg(&tools);
-    crate::run(install).context("installing wasmtime-cli failed")?;
-    Ok(binary)
 }
 
 /// `wasmtime serve` on a free loopback port, stopped when dropped.
