@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tcpy_host::ConnectionLimits;
-use tcpy_tests::hostile::{self, Close, Ending, Framing, XorShift};
+use tcpy_protocol::Framing;
+use tcpy_tests::hostile::{self, Close, Ending, XorShift};
 use tcpy_tests::{FrameConn, LineConn, TestHost, object, wait_until};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -234,7 +235,7 @@ async fn trickle(
 ) -> Trickled {
     let stream = TcpStream::connect(addr).await.expect("connects");
     let (mut read, mut write) = stream.into_split();
-    let reading = hostile::read_to_close(&mut read, Framing::of(&bytes));
+    let reading = hostile::read_to_close(&mut read, hostile::framing_of(&bytes));
     tokio::pin!(reading);
     let mut ticks = tokio::time::interval(every);
     let mut started = Some(started);

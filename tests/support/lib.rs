@@ -265,9 +265,10 @@ impl FrameConn {
 
     /// Sends one frame with `body`.
     pub async fn send_body(&mut self, body: &[u8]) {
-        let len = u32::try_from(body.len()).expect("fits a frame");
-        self.stream.write_all(&len.to_be_bytes()).await.expect("writes");
-        self.stream.write_all(body).await.expect("writes");
+        self.stream
+            .write_all(&hostile::frame(body))
+            .await
+            .expect("writes");
     }
 
     /// Sends raw bytes, framed or not.
