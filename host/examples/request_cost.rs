@@ -1,7 +1,11 @@
 //! What one request costs per handler, in process, without the network: for each
 //! component, the cold compile, the load from a warm compile cache, and the p50/p90/p99
 //! of a request in a fresh instance (new store, instance from the pool, `execute`,
-//! response parsed, everything dropped) — what every tcpy request pays.
+//! response parsed, everything dropped) — what every tcpy request pays — beside two of
+//! its parts: "instance only" (a store and an instance made and dropped, nothing
+//! called) and "call only" (`execute` on one long-lived instance, the floor). A fresh
+//! request costs more than the two together: its call writes to memory no call has
+//! written since the instance was made, and dropping the instance resets those pages.
 //!
 //! ```console
 //! $ cargo xtask build-handlers
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tcpy_host::runtime::{Limits, NoClient, Runtime};
+use tcpy_protocol::Object;
 
 fn main() -> Result<()> {
     let mut paths: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -32,8 +37,10 @@ fn main() -> Result<()> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    println!("| handler | size | cold compile | warm cache load | p50 | p90 | p99 |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| handler | size | cold compile | warm cache load | p50 | p90 | p99 | instance only, p50 | call only, p50 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for path in &paths {
         tokio.block_on(measure(path, requests))?;
     }
@@ -60,34 +67,73 @@ async fn measure(path: &Path, requests: usize) -> Result<()> {
         serde_json::Value::Object(object) => object,
         _ => unreachable!("a literal object"),
     };
-    let mut times = Vec::with_capacity(requests);
-    for round in 0..requests + requests / 10 {
-        let started = Instant::now();
-        let response = runtime
-            .execute(&handler, params.clone(), Box::new(NoClient))
-            .await?;
-        let elapsed = started.elapsed();
+    let check = |response: Object| {
         anyhow::ensure!(
             response.get("solution") == Some(&3.into()),
             "{name}: {response:?}"
         );
+        Ok(())
+    };
+    let mut reused = runtime.instantiate_reused(&handler, Box::new(NoClient)).await?;
+    let (mut fresh, mut instance_only, mut call_only) = (Vec::new(), Vec::new(), Vec::new());
+    // NB: the three are taken in turn, round after round, so a noisy neighbour on the
+    // machine weighs on all three alike.
+    for round in 0..requests + requests / 10 {
+        let started = Instant::now();
+        check(
+            runtime
+                .execute(&handler, params.clone(), Box::new(NoClient))
+                .await?,
+        )?;
+        let fresh_time = started.elapsed();
+
+        let started = Instant::now();
+        drop(runtime.instantiate_reused(&handler, Box::new(NoClient)).await?);
+        let instance_time = started.elapsed();
+
+        let started = Instant::now();
+        check(reused.execute(params.clone()).await?)?;
+        let call_time = started.elapsed();
+
         // The first tenth warms the pool slots and caches up; it is not counted.
         if round >= requests / 10 {
-            times.push(elapsed);
+            fresh.push(fresh_time);
+            instance_only.push(instance_time);
+            call_only.push(call_time);
         }
     }
-    times.sort();
-    let at = |q: f64| micros(times[((times.len() - 1) as f64 * q) as usize]);
+    let (fresh, instance_only, call_only) = (
+        Percentiles::of(fresh),
+        Percentiles::of(instance_only),
+        Percentiles::of(call_only),
+    );
     println!(
-        "| {name} | {} KB | {:.2} s | {:.1} ms | {:.1} µs | {:.1} µs | {:.1} µs |",
+        "| {name} | {} KB | {:.2} s | {:.1} ms | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
         bytes.len() / 1024,
         compile.as_secs_f64(),
         warm.as_secs_f64() * 1e3,
-        at(0.5),
-        at(0.9),
-        at(0.99),
+        fresh.at(0.5),
+        fresh.at(0.9),
+        fresh.at(0.99),
+        instance_only.at(0.5),
+        call_only.at(0.5),
     );
     Ok(())
+}
+
+/// Sorted request times.
+struct Percentiles(Vec<Duration>);
+
+impl Percentiles {
+    fn of(mut times: Vec<Duration>) -> Self {
+        times.sort();
+        Self(times)
+    }
+
+    /// The `q` quantile, in microseconds.
+    fn at(&self, q: f64) -> f64 {
+        micros(self.0[((self.0.len() - 1) as f64 * q) as usize])
+    }
 }
 
 fn micros(duration: Duration) -> f64 {
