@@ -19,7 +19,7 @@ use crate::{Workspace, wasmtime_serve};
 const BEGIN: &str = "<!-- xtask bench: begin -->";
 const END: &str = "<!-- xtask bench: end -->";
 /// Connection counts of the end-to-end comparison.
-const CONNECTIONS: [usize; 2] = [1, 32];
+const CONNECTIONS: [usize; 3] = [1, 32, 128];
 /// Idle connections and waiting conversations the memory figures are taken at.
 const IDLE_CONNECTIONS: usize = 1000;
 const CONVERSATIONS: usize = 100;
@@ -362,6 +362,8 @@ fn render(
     );
     line(&mut out, "|---|---:|---:|---:|---:|---:|---:|".into());
     let mut medians: BTreeMap<(usize, &str), f64> = BTreeMap::new();
+    // Each command's median run at the connection count where its throughput peaks.
+    let mut peaks: BTreeMap<&str, (usize, &Run)> = BTreeMap::new();
     for connections in CONNECTIONS {
         for cmd in ["add", "native_add"] {
             let mut runs: Vec<&Run> = rounds
@@ -375,6 +377,10 @@ fn render(
             };
             let median = runs[runs.len() / 2];
             medians.insert((connections, cmd), median.req_per_s);
+            let peak = peaks.entry(cmd).or_insert((connections, median));
+            if median.req_per_s > peak.1.req_per_s {
+                *peak = (connections, median);
+            }
             let ratio = match (cmd, medians.get(&(connections, "add"))) {
                 ("native_add", Some(add)) => format!("{:.0} %", 100.0 * add / median.req_per_s),
                 _ => String::new(),
@@ -389,6 +395,22 @@ fn render(
         }
     }
     line(&mut out, String::new());
+    let peaks: Vec<String> = peaks
+        .iter()
+        .map(|(cmd, (connections, run))| {
+            format!(
+                "`{cmd}` at {connections} connections (p50 {:.1} µs, p99 {:.1} µs)",
+                run.p50_us, run.p99_us
+            )
+        })
+        .collect();
+    if !peaks.is_empty() {
+        line(
+            &mut out,
+            format!("Throughput peaks for {}.", peaks.join(" and for ")),
+        );
+        line(&mut out, String::new());
+    }
     line(
         &mut out,
         format!(
