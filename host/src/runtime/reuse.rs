@@ -1,6 +1,6 @@
 //! One instance kept for many calls: **not** how tcpy serves requests (each one gets a
 //! fresh instance, and nothing survives it), but the floor any per-request sandbox is
-//! measured against. Only the benchmarks use it.
+//! measured against. Only the benchmarks and the `request_cost` example use it.
 
 use std::time::Instant;
 
