@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tcpy_host::runtime::{Limits, NoClient, Runtime};
-use tcpy_protocol::ErrorCode;
+use tcpy_host::runtime::{Limits, NoClient, Peer, PeerError, PeerFuture, Runtime};
+use tcpy_protocol::{ErrorCode, Object};
 use tcpy_tests::{LineConn, TestHost, handler_bytes, object, request_limits, test_limits};
+use tokio::sync::oneshot;
 
 async fn expect_failure(host: &TestHost, mode: &str, code: &str, says: &str) {
     let mut conn = LineConn::connect(host.addr).await;
@@ -107,6 +108,31 @@ async fn handler_output_does_not_reach_the_client() {
     assert_eq!(response, json!({"success": true, "solution": 3}));
 }
 
+/// A client that answers `recv()` only when the test says so, and says when the
+/// handler first waits on it: proof that the handler's instance is running.
+struct HeldClient {
+    waiting: Option<oneshot::Sender<()>>,
+    release: Option<oneshot::Receiver<()>>,
+}
+
+impl Peer for HeldClient {
+    fn send(&mut self, _message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn recv(&mut self, _timeout: Duration) -> PeerFuture<'_, Result<Option<Object>, PeerError>> {
+        Box::pin(async move {
+            if let Some(waiting) = self.waiting.take() {
+                let _ = waiting.send(());
+            }
+            if let Some(release) = self.release.take() {
+                let _ = release.await;
+            }
+            Ok(None)
+        })
+    }
+}
+
 #[tokio::test]
 async fn an_exhausted_instance_pool_answers_busy_not_a_failure() {
     let runtime = Runtime::new(Limits {
@@ -124,20 +150,31 @@ async fn an_exhausted_instance_pool_answers_busy_not_a_failure() {
         .expect("misbehave compiles");
     let handler = Arc::new(handler);
     // Through a connection the host's in-flight cap answers first; called directly,
-    // the second request finds the pool's only slot taken.
-    let sleeper = tokio::spawn({
+    // the second request finds the pool's only slot taken by the first, which waits
+    // in recv() until the second has been answered.
+    let (waiting, holding) = oneshot::channel();
+    let (release, released) = oneshot::channel();
+    let holder = tokio::spawn({
         let (runtime, handler) = (Arc::clone(&runtime), Arc::clone(&handler));
+        let client = HeldClient {
+            waiting: Some(waiting),
+            release: Some(released),
+        };
         async move {
-            let params = object(json!({"do": "sleep", "ms": 500}));
-            runtime.execute(&handler, params, Box::new(NoClient)).await
+            let params = object(json!({"do": "recv"}));
+            runtime.execute(&handler, params, Box::new(client)).await
         }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    holding.await.expect("the first request waits in recv()");
     let error = runtime
         .execute(&handler, object(json!({"do": "print"})), Box::new(NoClient))
         .await
         .expect_err("no room for a second instance");
     assert_eq!(error.code(), ErrorCode::Busy, "{error}");
-    let first = sleeper.await.expect("the sleeper finishes");
-    assert_eq!(first.expect("the first request succeeds")["slept_ms"], 500);
+    release.send(()).expect("the first request still waits");
+    let first = holder.await.expect("the first request finishes");
+    assert_eq!(
+        first.expect("the first request succeeds"),
+        object(json!({"success": true, "got": null}))
+    );
 }
