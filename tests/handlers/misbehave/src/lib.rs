@@ -24,10 +24,17 @@
 //!   where each of `file` (reads the path `file`), `env` (reads the variable `env`)
 //!   and `connect` (opens a TCP connection to `connect`) is `{"ok": ...}` or
 //!   `{"err": "<why not>"}`.
+//! - `plant`: fills a 1 MiB static buffer with the byte `secret`, sends
+//!   `{"planted": true}`, waits for one message from the client, then answers
+//!   `{"success": true}`. A static lives in linear memory, so what it holds is what the
+//!   next instance in the same pool slot would see if the slot were not reset.
+//! - `peek`: answers `{"success": true, "nonzero": n}`, the number of bytes of that
+//!   buffer that are not zero (a fresh instance must see 0).
 //!
 //! Any other mode, or missing params, gets the SDK's `bad_request` error response.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,7 +62,18 @@ enum Misbehave {
         env: String,
         connect: String,
     },
+    Plant {
+        secret: u8,
+    },
+    Peek,
 }
+
+/// The size of [`PLANTED`].
+const PLANTED_SIZE: usize = 1 << 20;
+/// A buffer in the component's data segment (zeroed `.bss`, not the heap): a fresh
+/// instance must always find it all zero. Atomics, because a `static mut` would need
+/// `unsafe`.
+static PLANTED: [AtomicU8; PLANTED_SIZE] = [const { AtomicU8::new(0) }; PLANTED_SIZE];
 
 impl Handler for Misbehave {
     fn execute(self) -> Response {
@@ -88,6 +106,21 @@ impl Handler for Misbehave {
                 "env_count": std::env::vars_os().count(),
                 "connect": outcome(std::net::TcpStream::connect(&connect).map(|_| "connected")),
             })),
+            Self::Plant { secret } => {
+                for byte in &PLANTED {
+                    byte.store(secret, Ordering::Relaxed);
+                }
+                let _ = send(json!({ "planted": true }));
+                let _ = recv();
+                success(())
+            }
+            Self::Peek => {
+                let nonzero = PLANTED
+                    .iter()
+                    .filter(|byte| byte.load(Ordering::Relaxed) != 0)
+                    .count();
+                success(json!({ "nonzero": nonzero }))
+            }
         }
     }
 }
