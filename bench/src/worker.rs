@@ -54,7 +54,7 @@ impl Budget {
         }
         match &self.remaining {
             Some(remaining) if now >= self.measure_from => remaining
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+                .try_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
                 .is_ok(),
             _ => true,
         }

@@ -1,6 +1,5 @@
 //! A swap file for the length of a test, and pushing this process's pages into it.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;

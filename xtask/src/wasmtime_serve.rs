@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::Workspace;
 
 /// The wasmtime CLI installed: the same wasmtime as the host's.
-pub(crate) const WASMTIME_VERSION: &str = "48.0.8";
+pub(crate) const WASMTIME_VERSION: &str = "50.0.1";
 /// Connections `wrk` keeps open, as in tcpy's 32-connection runs.
 pub(crate) const CONNECTIONS: usize = 32;
 
