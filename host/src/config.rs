@@ -41,6 +41,12 @@ pub struct Cli {
     /// Longest a handler's `recv()` waits for the client's next message.
     #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = LIMITS)]
     pub recv_timeout: Duration,
+    /// Longest a whole request may take, including its waits for the client in `recv()`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = LIMITS)]
+    pub max_request_time: Duration,
+    /// The most a handler manifest may set `max_request_time` to.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, help_heading = CEILINGS)]
+    pub max_request_time_ceiling: Duration,
     /// The most a handler manifest may set `timeout` to.
     #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = CEILINGS)]
     pub timeout_ceiling: Duration,
@@ -59,6 +65,16 @@ pub struct Cli {
     /// Requests that may run at once; more get a `busy` error. Sizes the instance pool.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
     pub max_requests: u32,
+    /// Requests that may wait for their client in `recv()` at once; past it a `recv()`
+    /// ends its request with `busy` [default: half of --max-requests].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
+    pub max_waiting: Option<u32>,
+    /// Largest handler component (`NAME.wasm`) loaded; larger files are refused.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, help_heading = LIMITS)]
+    pub max_component_size: usize,
+    /// Largest handler manifest (`NAME.toml`) read; larger files keep the handler out.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = LIMITS)]
+    pub max_manifest_size: usize,
     /// Connections that may be open at once; more are answered `busy` and closed.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
     pub max_connections: u32,
@@ -103,15 +119,22 @@ impl Cli {
                 max_memory: self.max_memory,
                 max_sends: self.max_sends,
                 recv_timeout: self.recv_timeout,
+                max_request_time: self.max_request_time,
             },
             ceiling: RequestLimits {
                 timeout: self.timeout_ceiling,
                 max_memory: self.memory_ceiling,
                 max_sends: self.sends_ceiling,
                 recv_timeout: self.recv_timeout_ceiling,
+                max_request_time: self.max_request_time_ceiling,
             },
             max_message: self.max_message,
             max_in_flight: self.max_requests,
+            max_waiting: self
+                .max_waiting
+                .unwrap_or(Limits::default_max_waiting(self.max_requests)),
+            max_component: self.max_component_size,
+            max_manifest: self.max_manifest_size,
         }
     }
 

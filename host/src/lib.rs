@@ -13,10 +13,12 @@
 
 pub mod config;
 mod connection;
+pub mod files;
 pub mod loader;
 pub mod manifest;
 pub mod native;
 pub mod registry;
+pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod units;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::files;
 use crate::manifest::{self, ManifestError};
+use crate::report::{Chain, escaped_path};
 use crate::runtime::{Handler, LoadError, Runtime, Sandbox};
 
 /// Why a handlers directory could not be read.
@@ -24,19 +26,14 @@ pub enum DirError {
 /// Why one handler file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    /// The file cannot be read.
-    #[error("cannot read `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The file cannot be read, or is not a regular file within the size cap.
+    #[error(transparent)]
+    Read(#[from] files::ReadError),
     /// The handler's manifest cannot be used.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// The file is not a usable handler component.
-    #[error("`{path}` {source}")]
+    #[error("`{}` {source}", escaped_path(path))]
     Load {
         /// The file.
         path: PathBuf,
@@ -44,20 +41,40 @@ pub enum FileError {
         source: LoadError,
     },
     /// The compile task died (it panicked or the runtime is shutting down).
-    #[error("compiling `{path}` was cancelled")]
+    #[error("compiling `{}` was cancelled", escaped_path(path))]
     Cancelled {
         /// The file.
         path: PathBuf,
     },
 }
 
-/// The command a file serves: its stem, for `*.wasm` files that are not hidden.
+/// The command a file serves: its stem, for `*.wasm` files that are not hidden and
+/// whose names have no control characters (see [`badly_named`]).
 pub fn command_name(path: &Path) -> Option<&str> {
     if path.extension()? != "wasm" {
         return None;
     }
     let stem = path.file_stem()?.to_str()?;
-    (!stem.is_empty() && !stem.starts_with('.')).then_some(stem)
+    let usable = !stem.is_empty() && !stem.starts_with('.') && !stem.contains(char::is_control);
+    usable.then_some(stem)
+}
+
+/// Whether `path` would name a command but for control characters (a newline, an
+/// escape sequence) in its name: such a file is refused with a warning, since its
+/// name would forge log lines and no client could type it.
+pub fn badly_named(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "wasm")
+        && path
+            .file_stem()
+            .is_some_and(|stem| stem.to_string_lossy().contains(char::is_control))
+}
+
+/// Logs that `path` is refused for its name (see [`badly_named`]).
+pub fn warn_badly_named(path: &Path) {
+    tracing::warn!(
+        path = %escaped_path(path),
+        "handler file ignored: its name has control characters"
+    );
 }
 
 /// The handler path a changed file stands for: `NAME.wasm` itself, or the
@@ -83,13 +100,12 @@ pub struct Source {
 /// Reads a handler file and its manifest.
 ///
 /// # Errors
-/// [`FileError::Read`] or [`FileError::Manifest`] naming the file.
+/// [`FileError::Read`] or [`FileError::Manifest`] naming the file: a FIFO, a device or
+/// a file over its cap is refused at once, without waiting or reading it whole.
 pub async fn read(runtime: &Runtime, path: &Path) -> Result<Source, FileError> {
-    let bytes = tokio::fs::read(path).await.map_err(|source| FileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let sandbox = manifest::sandbox_for(path, runtime.limits().request).await?;
+    let limits = runtime.limits();
+    let bytes = files::read_regular(path, limits.max_component).await?;
+    let sandbox = manifest::sandbox_for(path, limits.request, limits.max_manifest).await?;
     Ok(Source { bytes, sandbox })
 }
 
@@ -145,6 +161,9 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
         paths.push(entry.map_err(read_error)?.path());
     }
+    for path in paths.iter().filter(|path| badly_named(path)) {
+        warn_badly_named(path);
+    }
     let loads = paths.iter().filter_map(|path| {
         let command = command_name(path)?;
         Some(async move {
@@ -159,7 +178,7 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
             Ok(handler) => {
                 tracing::info!(
                     cmd = command,
-                    path = %path.display(),
+                    path = %escaped_path(path),
                     version = %handler.digest().short(),
                     grants = %handler.sandbox().grants(),
                     timeout_ms = handler.sandbox().limits.timeout.as_millis() as u64,
@@ -169,7 +188,7 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
                 );
                 handlers.insert(command.to_owned(), Arc::new(handler));
             }
-            Err(error) => tracing::error!(cmd = command, %error, "handler not loaded"),
+            Err(error) => tracing::error!(cmd = command, error = %Chain(&error), "handler not loaded"),
         }
     }
     Ok(handlers)
@@ -186,6 +205,9 @@ mod tests {
         assert_eq!(command_name(Path::new("dir/.add.wasm")), None);
         assert_eq!(command_name(Path::new("dir/README.md")), None);
         assert_eq!(command_name(Path::new("dir/.wasm")), None);
+        assert_eq!(command_name(Path::new("dir/a\nb.wasm")), None);
+        assert!(badly_named(Path::new("dir/a\nb.wasm")));
+        assert!(!badly_named(Path::new("dir/ab.wasm")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `tcpy-host`: serve a directory of WebAssembly handler components over TCP.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,6 +9,7 @@ use tcpy_host::Host;
 use tcpy_host::config::Cli;
 use tcpy_host::runtime::Runtime;
 use tcpy_host::watcher::Watcher;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -19,31 +21,31 @@ fn main() -> anyhow::Result<()> {
     if let Some(threads) = cli.threads {
         runtime.worker_threads(usize::from(threads));
     }
-    runtime
+    let runtime = runtime
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(cli))
+        .context("cannot start the async runtime")?;
+    let served = runtime.block_on(serve(cli));
+    // NB: dropping the runtime would wait for every blocking thread, and one may be
+    // compiling a large component for seconds: exit is bounded instead.
+    runtime.shutdown_timeout(EXIT_WAIT);
+    served
 }
 
+/// Longest exit waits for blocking work (a compile, a read) once serving has ended.
+const EXIT_WAIT: Duration = Duration::from_millis(200);
+
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let mut runtime = Runtime::new(cli.limits()).context("cannot set up the WebAssembly runtime")?;
-    match cli.cache_dir() {
-        Some(dir) => {
-            runtime = runtime.with_compile_cache(&dir)?;
-            tracing::info!(dir = %dir.display(), "compile cache");
+    // Signals are heard from the start: one while the handlers load stops the host at
+    // once; once listening, the first starts the drain and a second exits.
+    let stop = CancellationToken::new();
+    tokio::spawn(watch_signals(stop.clone()));
+    let host = tokio::select! {
+        host = load(&cli) => host?,
+        () = stop.cancelled() => {
+            tracing::info!("shutdown requested while loading handlers; exiting");
+            return Ok(());
         }
-        None => tracing::info!("no compile cache: every handler is compiled at load"),
-    }
-    let host = Host::with_runtime(runtime, &cli.handlers)
-        .await
-        .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
-        .with_connection_limits(cli.connection_limits());
-    let host = if cli.native_baseline {
-        tracing::info!("native baseline on: serving native_add and native_echo too");
-        host.with_native_baseline()
-    } else {
-        host
     };
     let commands = host.registry().commands();
     if commands.is_empty() {
@@ -63,19 +65,40 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     } else {
         Some(Watcher::start(Arc::clone(&host))?)
     };
-    tcpy_host::server::run(listener, host, shutdown_signal(), cli.grace).await;
+    tcpy_host::server::run(listener, host, stop.cancelled_owned(), cli.grace).await;
     Ok(())
 }
 
-/// Completes on the first Ctrl-C or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
+/// Sets up the runtime and loads every handler of `--handlers`.
+async fn load(cli: &Cli) -> anyhow::Result<Host> {
+    let mut runtime = Runtime::new(cli.limits()).context("cannot set up the WebAssembly runtime")?;
+    match cli.cache_dir() {
+        Some(dir) => {
+            runtime = runtime.with_compile_cache(&dir)?;
+            tracing::info!(dir = %dir.display(), "compile cache");
+        }
+        None => tracing::info!("no compile cache: every handler is compiled at load"),
+    }
+    let host = Host::with_runtime(runtime, &cli.handlers)
+        .await
+        .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
+        .with_connection_limits(cli.connection_limits());
+    Ok(if cli.native_baseline {
+        tracing::info!("native baseline on: serving native_add and native_echo too");
+        host.with_native_baseline()
+    } else {
+        host
+    })
+}
+
+/// Cancels `stop` on the first Ctrl-C or SIGTERM; a second one exits at once.
+async fn watch_signals(stop: CancellationToken) {
     signal().await;
     tracing::info!("shutdown requested; press Ctrl-C again to exit at once");
-    tokio::spawn(async {
-        signal().await;
-        tracing::warn!("second signal: exiting without waiting");
-        std::process::exit(130);
-    });
+    stop.cancel();
+    signal().await;
+    tracing::warn!("second signal: exiting without waiting");
+    std::process::exit(130);
 }
 
 async fn signal() {

@@ -14,6 +14,7 @@
 //! max_memory = "128MiB"
 //! max_sends = 10
 //! recv_timeout = "1m"
+//! max_request_time = "2m"
 //! ```
 //!
 //! Unknown keys are an error, so a misspelt grant or limit is never silently ignored.
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::report::escaped_path;
 use crate::runtime::{DirGrant, RequestLimits, Sandbox};
 use crate::units::{parse_duration, parse_size};
 
@@ -33,16 +35,11 @@ const DEFAULT_MOUNT: &str = "/data";
 /// Why a manifest cannot be used; the handler is then not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The manifest exists but cannot be read.
-    #[error("cannot read manifest `{}`: {source}", path.display())]
-    Read {
-        /// The manifest.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The manifest exists but cannot be read (or is not a regular file within its cap).
+    #[error(transparent)]
+    Read(crate::files::ReadError),
     /// The manifest is not valid TOML, has unknown keys, or has values of the wrong kind.
-    #[error("invalid manifest `{}`: {}", path.display(), source.message())]
+    #[error("invalid manifest `{}`: {}", escaped_path(path), source.message())]
     Parse {
         /// The manifest.
         path: PathBuf,
@@ -50,7 +47,7 @@ pub enum ManifestError {
         source: toml::de::Error,
     },
     /// A value is well-formed but cannot be granted.
-    #[error("invalid manifest `{}`: {reason}", path.display())]
+    #[error("invalid manifest `{}`: {reason}", escaped_path(path))]
     Invalid {
         /// The manifest.
         path: PathBuf,
@@ -69,14 +66,19 @@ pub fn path_for(wasm: &Path) -> PathBuf {
 ///
 /// # Errors
 /// A [`ManifestError`] naming the manifest and what is wrong with it.
-pub async fn sandbox_for(wasm: &Path, defaults: RequestLimits) -> Result<Sandbox, ManifestError> {
+pub async fn sandbox_for(
+    wasm: &Path,
+    defaults: RequestLimits,
+    max_size: usize,
+) -> Result<Sandbox, ManifestError> {
     let path = path_for(wasm);
-    let text = match tokio::fs::read_to_string(&path).await {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Sandbox::with_limits(defaults));
-        }
-        Err(source) => return Err(ManifestError::Read { path, source }),
+    let text = match crate::files::read_regular(&path, max_size).await {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| ManifestError::Invalid {
+            path: path.clone(),
+            reason: "not UTF-8 text".to_owned(),
+        })?,
+        Err(error) if error.is_not_found() => return Ok(Sandbox::with_limits(defaults)),
+        Err(error) => return Err(ManifestError::Read(error)),
     };
     let manifest: Manifest = match toml::from_str(&text) {
         Ok(manifest) => manifest,
@@ -116,6 +118,8 @@ struct LimitsEntry {
     max_sends: Option<u32>,
     #[serde(default, deserialize_with = "duration")]
     recv_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    max_request_time: Option<Duration>,
 }
 
 impl Manifest {
@@ -135,6 +139,7 @@ impl Manifest {
             max_memory: self.limits.max_memory.unwrap_or(defaults.max_memory),
             max_sends: self.limits.max_sends.unwrap_or(defaults.max_sends),
             recv_timeout: self.limits.recv_timeout.unwrap_or(defaults.recv_timeout),
+            max_request_time: self.limits.max_request_time.unwrap_or(defaults.max_request_time),
         };
         Ok(Sandbox {
             limits,
@@ -157,7 +162,7 @@ impl DirEntry {
         if !host.is_dir() {
             return Err(format!("dir.path `{}` is not a directory", path.display()));
         }
-        Ok(DirGrant { host, guest: mount })
+        DirGrant::open(host, mount).map_err(|error| format!("dir.path `{}`: {error}", path.display()))
     }
 }
 
@@ -202,6 +207,7 @@ mod tests {
             max_memory = "128MiB"
             max_sends = 10
             recv_timeout = "1m"
+            max_request_time = "2m"
             "#,
             dir.path(),
         )
@@ -217,6 +223,7 @@ mod tests {
                 max_memory: 128 << 20,
                 max_sends: 10,
                 recv_timeout: Duration::from_secs(60),
+                max_request_time: Duration::from_secs(120),
             }
         );
     }

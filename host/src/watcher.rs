@@ -4,10 +4,16 @@
 //! `NAME.toml`) is reconciled with the registry: compiled off the async threads (or
 //! loaded from the compile cache) and swapped in atomically, or its command removed if
 //! the file is gone. A file that does not load never replaces a working version.
+//! Changed files are reconciled side by side, each read under a time limit, so one
+//! slow or hostile file never holds up the others.
+//!
+//! A `--handlers` path that is a symlink (`current -> v2`, the usual atomic deploy)
+//! is followed: when the link is flipped to another directory, the watcher watches the
+//! new target and reconciles every handler against it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -15,7 +21,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Host;
-use crate::loader::{self, command_name, handler_path};
+use crate::loader::{self, badly_named, command_name, handler_path, warn_badly_named};
+use crate::report::{Chain, escaped_path};
 use crate::runtime::Digest;
 
 /// Quiet time after the last file event before changes are applied: long enough
@@ -23,6 +30,9 @@ use crate::runtime::Digest;
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Longest a stream of events may postpone applying changes.
 const MAX_DELAY: Duration = Duration::from_secs(1);
+/// Longest reading one handler's files may take before it is rejected. Reads do not
+/// block on FIFOs or devices (see [`crate::files`]); this bounds a stalled disk.
+const READ_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the watcher did about one changed file; also logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +70,6 @@ pub struct WatchError {
 
 /// Watches a host's handlers directory while it lives; dropping it stops watching.
 pub struct Watcher {
-    _watcher: RecommendedWatcher,
     task: JoinHandle<()>,
     events: broadcast::Sender<SwapEvent>,
 }
@@ -85,14 +94,23 @@ impl Watcher {
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(watch_error)?;
+        // A symlinked directory: its parent says when the link itself changes.
+        let link = Link::of(&dir);
+        if let Some(link) = &link {
+            watcher
+                .watch(&link.parent, RecursiveMode::NonRecursive)
+                .map_err(watch_error)?;
+            tracing::info!(dir = %escaped_path(&dir), target = %escaped_path(&link.target), "handlers directory is a symlink; following it");
+        }
         let (events, _) = broadcast::channel(256);
-        let task = tokio::spawn(follow(host, changed, events.clone()));
-        tracing::info!(dir = %dir.display(), "watching handlers directory");
-        Ok(Self {
-            _watcher: watcher,
-            task,
-            events,
-        })
+        let watching = Watching {
+            host,
+            watcher: Mutex::new(watcher),
+            link,
+        };
+        let task = tokio::spawn(follow(watching, changed, events.clone()));
+        tracing::info!(dir = %escaped_path(&dir), "watching handlers directory");
+        Ok(Self { task, events })
     }
 
     /// Every [`SwapEvent`] from now on.
@@ -107,9 +125,75 @@ impl Drop for Watcher {
     }
 }
 
+/// A handlers directory given as a symlink.
+struct Link {
+    /// The directory holding the link.
+    parent: PathBuf,
+    /// What the link resolved to when last looked at.
+    target: PathBuf,
+}
+
+impl Link {
+    /// `Some` if `dir` is a symlink (to a directory).
+    fn of(dir: &Path) -> Option<Self> {
+        let is_link = std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.file_type().is_symlink());
+        if !is_link {
+            return None;
+        }
+        let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty());
+        Some(Self {
+            parent: parent.unwrap_or(Path::new(".")).to_owned(),
+            target: dir.canonicalize().ok()?,
+        })
+    }
+}
+
+/// What the follow task owns: the host, the OS watcher (to re-watch a flipped
+/// symlink) and the link, if the directory is one.
+struct Watching {
+    host: Arc<Host>,
+    watcher: Mutex<RecommendedWatcher>,
+    link: Option<Link>,
+}
+
+impl Watching {
+    /// If the batch touched the symlink itself and it now points elsewhere: watch the
+    /// new target and ask for a rescan.
+    fn follow_link(&mut self, batch: &mut Batch) {
+        let dir = self.host.handlers_dir().to_owned();
+        let Some(link) = &mut self.link else { return };
+        if !batch.paths.contains(&dir) {
+            return;
+        }
+        let Ok(target) = dir.canonicalize() else {
+            tracing::warn!(dir = %escaped_path(&dir), "handlers symlink points nowhere; still serving what was loaded");
+            return;
+        };
+        if target == link.target {
+            return;
+        }
+        let mut watcher = self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = watcher.unwatch(&dir);
+        if let Err(error) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::error!(dir = %escaped_path(&dir), error = %Chain(&error), "cannot watch the new target of the handlers symlink");
+        }
+        tracing::info!(
+            dir = %escaped_path(&dir),
+            from = %escaped_path(&link.target),
+            to = %escaped_path(&target),
+            "handlers symlink flipped; reloading from its new target"
+        );
+        link.target = target;
+        batch.rescan = true;
+    }
+}
+
 /// Applies batches of changed paths until the watcher is dropped.
 async fn follow(
-    host: Arc<Host>,
+    mut watching: Watching,
     mut changed: mpsc::UnboundedReceiver<Option<Vec<PathBuf>>>,
     events: broadcast::Sender<SwapEvent>,
 ) {
@@ -124,11 +208,14 @@ async fn follow(
                 Err(_quiet) => break,
             }
         }
-        for path in batch.paths(&host) {
-            if let Some(event) = reconcile(&host, &path).await {
+        watching.follow_link(&mut batch);
+        let (host, events) = (&watching.host, &events);
+        let reconciles = batch.paths(host).into_iter().map(|path| async move {
+            if let Some(event) = reconcile(host, &path).await {
                 let _ = events.send(event);
             }
-        }
+        });
+        futures::future::join_all(reconciles).await;
     }
 }
 
@@ -148,16 +235,21 @@ impl Batch {
     }
 
     /// The handler paths to reconcile; on a rescan, every file in the directory and
-    /// every command served.
+    /// every command served. Paths outside the directory (the parent of a symlinked
+    /// one) are not handlers.
     fn paths(mut self, host: &Host) -> Vec<PathBuf> {
+        let dir = host.handlers_dir();
         if self.rescan {
-            let dir = host.handlers_dir();
             if let Ok(entries) = std::fs::read_dir(dir) {
                 self.paths.extend(entries.flatten().map(|entry| entry.path()));
             }
             let served = host.registry().commands();
             self.paths
                 .extend(served.iter().map(|cmd| dir.join(format!("{cmd}.wasm"))));
+        }
+        self.paths.retain(|path| path.parent() == Some(dir));
+        for path in self.paths.iter().filter(|path| badly_named(path)) {
+            warn_badly_named(path);
         }
         let handlers: HashSet<PathBuf> = self.paths.iter().filter_map(|path| handler_path(path)).collect();
         handlers.into_iter().collect()
@@ -168,14 +260,20 @@ impl Batch {
 async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
     let command = command_name(path)?.to_owned();
     let current = host.registry().get(&command);
-    let source = match loader::read(host.runtime(), path).await {
-        Ok(source) => source,
-        Err(_) if !path.exists() => {
+    let read = tokio::time::timeout(READ_LIMIT, loader::read(host.runtime(), path)).await;
+    let source = match read {
+        Ok(Ok(source)) => source,
+        Ok(Err(loader::FileError::Read(error))) if error.is_not_found() => {
             host.registry().remove(&command)?;
-            tracing::info!(cmd = %command, path = %path.display(), "handler removed");
+            tracing::info!(cmd = %command, path = %escaped_path(path), "handler removed");
             return Some(SwapEvent::Removed { command });
         }
-        Err(error) => return Some(rejected(command, &error)),
+        Ok(Err(error)) => return Some(rejected(command, &error)),
+        Err(_elapsed) => {
+            let reason = format!("reading `{}` took over {READ_LIMIT:?}", escaped_path(path));
+            tracing::warn!(cmd = %command, reason, "new version rejected; the previous one keeps serving");
+            return Some(SwapEvent::Rejected { command, reason });
+        }
     };
     if current.as_ref().is_some_and(|handler| {
         *handler.digest() == Digest::of(&source.bytes) && *handler.sandbox() == source.sandbox
@@ -208,9 +306,7 @@ async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
 }
 
 fn rejected(command: String, error: &loader::FileError) -> SwapEvent {
-    tracing::warn!(cmd = %command, %error, "new version rejected; the previous one keeps serving");
-    SwapEvent::Rejected {
-        command,
-        reason: error.to_string(),
-    }
+    let reason = Chain(error).to_string();
+    tracing::warn!(cmd = %command, error = %reason, "new version rejected; the previous one keeps serving");
+    SwapEvent::Rejected { command, reason }
 }

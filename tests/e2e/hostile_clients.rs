@@ -109,7 +109,7 @@ async fn json_nested_100_000_deep_gets_bad_request_and_the_connection_goes_on() 
 
     let mut line = LineConn::connect(host.addr).await;
     let mut frames = FrameConn::connect(host.addr).await;
-    for open in [b'[', b'{'] {
+    for open in *b"[{" {
         let body = hostile::deep_json(DEPTH, open);
         let what = format!("{DEPTH} levels of {}", open as char);
 

@@ -4,6 +4,7 @@ mod bad_input;
 mod bench;
 mod conversation;
 mod failures;
+mod hardening;
 mod hostile_clients;
 mod hostile_handlers;
 mod hot_swap;

@@ -47,7 +47,8 @@ async fn a_fresh_instance_never_sees_the_last_requests_swapped_out_memory() {
         let secret = 0xA5_u8.wrapping_add(u8::try_from(turn).unwrap_or(0));
         let leaked = round(&host, secret, true).await;
         assert_eq!(
-            leaked, 0,
+            leaked,
+            0,
             "paged round {turn}: a fresh instance read {leaked} of {} bytes the last request \
              planted: the pool slot was not reset for pages that were in swap",
             1 << 20
@@ -92,7 +93,9 @@ async fn round(host: &TestHost, secret: u8, page_out: bool) -> u64 {
 async fn peek(host: &TestHost) -> u64 {
     let mut peeker = LineConn::connect(host.addr).await;
     for _ in 0..100 {
-        let answer: Value = peeker.round_trip(json!({ "cmd": "misbehave", "do": "peek" })).await;
+        let answer: Value = peeker
+            .round_trip(json!({ "cmd": "misbehave", "do": "peek" }))
+            .await;
         if answer["code"] == "busy" {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;

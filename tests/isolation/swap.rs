@@ -22,9 +22,8 @@ impl SwapFile {
     pub fn enable(dir: &Path) -> Result<Self, String> {
         let path = dir.join("tcpy-isolation.swap");
         let mut swap = Self { path, on: false };
-        swap.write_zeros().map_err(|error| {
-            format!("cannot write the swap file `{}`: {error}", swap.path.display())
-        })?;
+        swap.write_zeros()
+            .map_err(|error| format!("cannot write the swap file `{}`: {error}", swap.path.display()))?;
         run(Command::new("mkswap").arg(&swap.path))?;
         run(Command::new("swapon").arg(&swap.path))?;
         swap.on = true;

@@ -107,7 +107,7 @@ async fn round(host: &TestHost, round: u64) {
             assert_eq!(ending.codes(), ["too_large"], "{ending:?}");
         }));
     }
-    for open in [b'[', b'{'] {
+    for open in *b"[{" {
         clients.push(Box::pin(async move {
             let mut line = hostile::deep_json(100_000, open);
             line.push(b'\n');

@@ -2,6 +2,7 @@
 //! and small raw-socket clients for both framings.
 
 pub mod hostile;
+pub mod logs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Host;
 use crate::native::Native;
+use crate::report::{MAX_ECHO, escaped};
 use crate::runtime::Handler;
 use conversation::Conversation;
 use transport::{ReadError, Transport};
@@ -174,8 +175,11 @@ async fn dispatch(
         (Some(handler), _) => Target::Sandboxed(handler),
         (None, Some(native)) => Target::Native(native),
         (None, None) => {
-            tracing::debug!(%peer, cmd, "unknown command");
-            return error_response(ErrorCode::UnknownCommand, format!("unknown command `{cmd}`"));
+            // The name is the client's: a short, escaped prefix of it, in the log and
+            // in the answer (echoing all of a 1 MiB name would not fit a response).
+            let shown = escaped(cmd, MAX_ECHO);
+            tracing::debug!(%peer, cmd = %shown, "unknown command");
+            return error_response(ErrorCode::UnknownCommand, format!("unknown command `{shown}`"));
         }
     };
     let Ok(_permit) = host.in_flight.clone().try_acquire_owned() else {

@@ -45,6 +45,15 @@ pub enum ExecError {
         /// How long the request had run when it was stopped.
         elapsed: Duration,
     },
+    /// The request ran past its total time limit, waits for the client included.
+    #[error("request ran past its total time limit of {limit:?}, waits for the client included")]
+    TooLong {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The handler waited in `recv()` while the host's cap on waiting requests was reached.
+    #[error(transparent)]
+    TooManyWaiting(#[from] super::TooManyWaiting),
     /// The handler tried to grow its memory past the cap.
     #[error("handler exceeded its memory limit of {} MiB", limit / (1024 * 1024))]
     MemoryExhausted {
@@ -87,8 +96,8 @@ impl ExecError {
     /// The error code the client is told.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Timeout { .. } => ErrorCode::Timeout,
-            Self::PoolExhausted(_) => ErrorCode::Busy,
+            Self::Timeout { .. } | Self::TooLong { .. } => ErrorCode::Timeout,
+            Self::PoolExhausted(_) | Self::TooManyWaiting(_) => ErrorCode::Busy,
             Self::ResponseTooLarge { .. } => ErrorCode::TooLarge,
             Self::Peer(peer) => peer.code(),
             Self::MemoryExhausted { .. }

@@ -15,6 +15,9 @@ pub struct RequestLimits {
     pub max_sends: u32,
     /// Longest one `recv()` waits for the client's next message.
     pub recv_timeout: Duration,
+    /// Longest a whole request may take, waits for the client in `recv()` and host
+    /// calls included: no conversation holds an instance past it.
+    pub max_request_time: Duration,
 }
 
 impl RequestLimits {
@@ -24,6 +27,7 @@ impl RequestLimits {
         max_memory: 64 * 1024 * 1024,
         max_sends: 1000,
         recv_timeout: Duration::from_secs(30),
+        max_request_time: Duration::from_secs(60),
     };
 
     /// The default ceiling: the most a manifest may grant.
@@ -32,6 +36,7 @@ impl RequestLimits {
         max_memory: 256 * 1024 * 1024,
         max_sends: 100_000,
         recv_timeout: Duration::from_secs(300),
+        max_request_time: Duration::from_secs(600),
     };
 
     /// Checks that no limit is above `ceiling`.
@@ -68,6 +73,13 @@ impl RequestLimits {
                 format!("{:?}", ceiling.recv_timeout),
             );
         }
+        if self.max_request_time > ceiling.max_request_time {
+            return above(
+                "max_request_time",
+                format!("{:?}", self.max_request_time),
+                format!("{:?}", ceiling.max_request_time),
+            );
+        }
         Ok(())
     }
 }
@@ -102,6 +114,27 @@ pub struct Limits {
     pub max_message: usize,
     /// Requests (instances) that may run at once.
     pub max_in_flight: u32,
+    /// Requests that may be in conversation at once (a request is from its first
+    /// `recv()` to its end); a first `recv()` past it ends its request with `busy`, so
+    /// conversations waiting for their clients never hold the whole instance pool.
+    /// [`Limits::default_max_waiting`] of `max_in_flight` by default.
+    pub max_waiting: u32,
+    /// Largest handler component file the loader reads, in bytes.
+    pub max_component: usize,
+    /// Largest handler manifest file the loader reads, in bytes.
+    pub max_manifest: usize,
+}
+
+impl Limits {
+    /// The default cap on requests waiting in `recv()`: half the instance pool (at
+    /// least one), so the other half always serves requests that are running.
+    pub const fn default_max_waiting(max_in_flight: u32) -> u32 {
+        if max_in_flight / 2 == 0 {
+            1
+        } else {
+            max_in_flight / 2
+        }
+    }
 }
 
 impl Default for Limits {
@@ -111,6 +144,9 @@ impl Default for Limits {
             ceiling: RequestLimits::CEILING,
             max_message: tcpy_protocol::DEFAULT_MAX_MESSAGE,
             max_in_flight: 256,
+            max_waiting: Self::default_max_waiting(256),
+            max_component: 256 << 20,
+            max_manifest: 1 << 20,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! an instance from wasmtime's pooling allocator, and drops it all when it ends.
 
 mod cache;
+mod clock;
 mod engine;
 mod error;
 mod handler;
@@ -16,9 +17,11 @@ mod state;
 mod stdio;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tcpy_protocol::Object;
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
@@ -30,8 +33,10 @@ pub use peer::{NoClient, Peer, PeerError, PeerFuture};
 #[doc(hidden)]
 pub use reuse::ReusedInstance;
 pub use sandbox::{DirGrant, Sandbox};
-pub use state::TooManySends;
+pub use state::{TooManySends, TooManyWaiting};
+pub use stdio::{MAX_BYTES_PER_REQUEST, MAX_LINES_PER_REQUEST};
 
+use clock::Overrun;
 use state::RequestState;
 
 /// Compiles and runs handler components.
@@ -40,6 +45,8 @@ pub struct Runtime {
     linker: Linker<RequestState>,
     limits: Limits,
     cache: Option<cache::CompileCache>,
+    /// One permit per request that may wait in `recv()` at once (`limits.max_waiting`).
+    waiting: Arc<Semaphore>,
 }
 
 impl Runtime {
@@ -60,6 +67,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
+            waiting: Arc::new(Semaphore::new(limits.max_waiting as usize)),
             limits,
             cache: None,
         })
@@ -118,6 +126,9 @@ impl Runtime {
     /// Runs one request: a fresh instance of `handler` executes `params`, talking to
     /// the client through `peer`. Returns the handler's response object.
     ///
+    /// The call races a watchdog: past its deadline (time running, in wasm or in a host
+    /// call) or its total time (waits included), the request is stopped wherever it is.
+    ///
     /// # Errors
     /// An [`ExecError`] if the handler traps, runs out of time or memory, or answers
     /// something that is not a response.
@@ -129,12 +140,25 @@ impl Runtime {
     ) -> Result<Object, ExecError> {
         let params = serde_json::Value::Object(params).to_string();
         let mut store = self.new_store(handler, peer)?;
+        let (clock, limits) = (Arc::clone(&store.data().clock), store.data().limits);
         let started = Instant::now();
-        let result = async {
+        let call = async {
             let instance = handler.pre().instantiate_async(&mut store).await?;
             instance.call_execute(&mut store, &params).await
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            // NB: biased, so a call that finished is never reported as overrun.
+            biased;
+            result = call => result,
+            overrun = clock.watchdog(&limits) => {
+                // The call's future is dropped here, which cancels it mid-call; the
+                // store and its instance go with it.
+                return Err(match overrun {
+                    Overrun::Deadline => ExecError::Timeout { limit: limits.timeout, elapsed: started.elapsed() },
+                    Overrun::TotalTime => ExecError::TooLong { limit: limits.max_request_time },
+                });
+            }
+        };
         match result {
             Ok(text) => error::parse_response(&text, self.limits.max_message),
             Err(error) => Err(self.classify(error, store.data(), started)),
@@ -143,8 +167,14 @@ impl Runtime {
 
     /// A fresh store for one request of `handler`: its sandbox, memory cap and deadline.
     fn new_store(&self, handler: &Handler, peer: Box<dyn Peer>) -> Result<Store<RequestState>, ExecError> {
-        let state = RequestState::new(handler.name(), handler.sandbox(), peer, self.limits.max_message)
-            .map_err(|error| ExecError::Sandbox(format!("{error:#}")))?;
+        let state = RequestState::new(
+            handler.name(),
+            handler.sandbox(),
+            peer,
+            self.limits.max_message,
+            Arc::clone(&self.waiting),
+        )
+        .map_err(|error| ExecError::Sandbox(format!("{error:#}")))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
@@ -154,7 +184,7 @@ impl Runtime {
             // worker poll its I/O and timers first; a plain `Yield` re-queues the task
             // at once, and a busy worker then checks its sockets only every 61 polls.
             // The budget excludes time spent waiting in `recv()`.
-            if ctx.data().busy_time() >= ctx.data().limits.timeout {
+            if ctx.data().clock.overrun(&ctx.data().limits).is_some() {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
@@ -171,6 +201,9 @@ impl Runtime {
         if let Some(sends) = error.downcast_ref::<TooManySends>() {
             return ExecError::TooManySends(sends.clone());
         }
+        if error.downcast_ref::<TooManyWaiting>().is_some() {
+            return ExecError::TooManyWaiting(TooManyWaiting);
+        }
         if let Some(pool) = error.downcast_ref::<PoolConcurrencyLimitError>() {
             return ExecError::PoolExhausted(pool.to_string());
         }
@@ -180,6 +213,11 @@ impl Runtime {
             };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            if state.clock.elapsed() >= state.limits.max_request_time {
+                return ExecError::TooLong {
+                    limit: state.limits.max_request_time,
+                };
+            }
             return ExecError::Timeout {
                 limit: state.limits.timeout,
                 elapsed: started.elapsed(),

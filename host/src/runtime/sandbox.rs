@@ -1,11 +1,20 @@
 //! What one handler's instances may see and use: nothing of the host unless granted.
+//!
+//! A granted directory is a capability taken at load: it is opened once, and every
+//! request gets that same directory (on Linux through `/proc/self/fd`, the open
+//! handle itself), so renaming the path or putting a symlink in its place afterwards
+//! changes nothing the handler sees. Only a reload (its manifest or `.wasm` changing)
+//! takes the grant again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::RequestLimits;
-use super::stdio::LogStream;
+use super::stdio::{LogStream, OutputBudget};
+use crate::report::escaped_path;
 
 /// One handler's sandbox: the limits its requests run under and what of the host it
 /// is granted. The default grants nothing: no environment, no files, no sockets.
@@ -19,14 +28,113 @@ pub struct Sandbox {
     pub dir: Option<DirGrant>,
 }
 
-/// A read-only view of a host directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A read-only view of a host directory, opened when the grant was taken.
+#[derive(Debug, Clone)]
 pub struct DirGrant {
-    /// The directory on the host.
+    /// The directory on the host, as resolved when the grant was taken.
     pub host: PathBuf,
     /// Where the handler sees it, e.g. `/data`.
     pub guest: String,
+    opened: Arc<OpenedDir>,
 }
+
+/// The granted directory, held open.
+#[derive(Debug)]
+struct OpenedDir {
+    handle: std::fs::File,
+    identity: Identity,
+    /// Whether a replaced path has been logged already (once per grant is enough).
+    replaced_logged: AtomicBool,
+}
+
+/// Which directory a path names: device and inode where the platform has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity(u64, u64);
+
+impl Identity {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self(metadata.dev(), metadata.ino())
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = metadata;
+            Self(0, 0)
+        }
+    }
+}
+
+impl DirGrant {
+    /// Takes the grant: opens the directory `host`, to be seen at `guest`.
+    ///
+    /// # Errors
+    /// If `host` cannot be opened or is not a directory.
+    pub fn open(host: PathBuf, guest: String) -> std::io::Result<Self> {
+        let handle = std::fs::File::open(&host)?;
+        let metadata = handle.metadata()?;
+        if !metadata.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
+        }
+        Ok(Self {
+            host,
+            guest,
+            opened: Arc::new(OpenedDir {
+                handle,
+                identity: Identity::of(&metadata),
+                replaced_logged: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Whether `host` still names the directory taken at load.
+    fn path_unchanged(&self) -> bool {
+        std::fs::metadata(&self.host).is_ok_and(|now| Identity::of(&now) == self.opened.identity)
+    }
+
+    /// The path a request preopens: the open handle itself where the platform can
+    /// name it, else `host` after checking it still names the same directory.
+    fn preopen_path(&self, command: &str) -> wasmtime::Result<PathBuf> {
+        let unchanged = self.path_unchanged();
+        if !unchanged && !self.opened.replaced_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                cmd = command,
+                dir = %escaped_path(&self.host),
+                "granted directory was replaced after load; the handler keeps the one taken at \
+                 load until its manifest or component is reloaded"
+            );
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let _ = unchanged;
+            Ok(Path::new("/proc/self/fd").join(self.opened.handle.as_raw_fd().to_string()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            wasmtime::ensure!(
+                unchanged,
+                "granted directory `{}` was replaced after load",
+                escaped_path(&self.host)
+            );
+            Ok(self.host.clone())
+        }
+    }
+}
+
+/// Two grants are equal if they show the same directory at the same place: a
+/// manifest read again over an unchanged directory changes nothing.
+impl PartialEq for DirGrant {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host && self.guest == other.guest && self.opened.identity == other.opened.identity
+    }
+}
+
+impl Eq for DirGrant {}
 
 impl Sandbox {
     /// The default sandbox with `limits`: nothing granted.
@@ -53,11 +161,12 @@ impl Sandbox {
 
     /// A WASI context for one request of `command`: stdout and stderr go to the log,
     /// sockets are refused, and only what this sandbox grants is there.
-    pub(super) fn wasi(&self, command: &std::sync::Arc<str>) -> wasmtime::Result<WasiCtx> {
+    pub(super) fn wasi(&self, command: &Arc<str>) -> wasmtime::Result<WasiCtx> {
+        let budget = OutputBudget::new(command.clone());
         let mut builder = WasiCtxBuilder::new();
         builder
-            .stdout(LogStream::new(command.clone(), "stdout"))
-            .stderr(LogStream::new(command.clone(), "stderr"))
+            .stdout(LogStream::new(command.clone(), "stdout", Arc::clone(&budget)))
+            .stderr(LogStream::new(command.clone(), "stderr", budget))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -65,7 +174,7 @@ impl Sandbox {
             builder.env(name, value);
         }
         if let Some(dir) = &self.dir {
-            builder.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)?;
+            builder.preopened_dir(dir.preopen_path(command)?, &dir.guest, FsPerms::ReadOnly)?;
         }
         Ok(builder.build())
     }
@@ -78,17 +187,34 @@ mod tests {
     #[test]
     fn grants_name_what_is_granted() {
         assert_eq!(Sandbox::default().grants(), "none");
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let sandbox = Sandbox {
             env: vec![("GREETING".into(), "hello".into())],
-            dir: Some(DirGrant {
-                host: PathBuf::from("/srv/assets"),
-                guest: "/assets".into(),
-            }),
+            dir: Some(DirGrant::open(dir.path().to_owned(), "/assets".into()).expect("opens")),
             ..Sandbox::default()
         };
         assert_eq!(
             sandbox.grants(),
-            "env GREETING, dir /srv/assets at /assets (read-only)"
+            format!(
+                "env GREETING, dir {} at /assets (read-only)",
+                dir.path().display()
+            )
         );
+    }
+
+    #[test]
+    fn a_grant_taken_again_over_a_replaced_directory_differs() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("assets");
+        std::fs::create_dir(&path).expect("creates");
+        let first = DirGrant::open(path.clone(), "/data".into()).expect("opens");
+        assert_eq!(
+            first,
+            DirGrant::open(path.clone(), "/data".into()).expect("opens")
+        );
+        std::fs::rename(&path, dir.path().join("old")).expect("renames");
+        std::fs::create_dir(&path).expect("creates");
+        assert!(!first.path_unchanged());
+        assert_ne!(first, DirGrant::open(path, "/data".into()).expect("opens"));
     }
 }

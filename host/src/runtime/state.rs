@@ -1,13 +1,14 @@
 //! Per-request store data: WASI context, limits, timing and the host side of `connection`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tcpy_protocol::{Object, is_response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::clock::RequestClock;
 use super::handler::bindings::tcpy::handler::connection;
 use super::{Peer, PeerError, RequestLimits, Sandbox};
 
@@ -22,9 +23,13 @@ pub(crate) struct RequestState {
     max_message: usize,
     /// Messages sent so far, against `limits.max_sends`.
     sent: u32,
-    started: Instant,
-    /// Time spent waiting for the client in `recv()`, which the deadline does not count.
-    waited: Duration,
+    /// The deadline's and the total time's clocks, shared with the watchdog.
+    pub(super) clock: Arc<RequestClock>,
+    /// Permits for requests in conversation (that have waited in `recv()`), host-wide.
+    waiting: Arc<Semaphore>,
+    /// This request's permit, taken at its first `recv()` and kept to its end, so a
+    /// conversation under way is never cut off by newcomers between two messages.
+    conversing: Option<OwnedSemaphorePermit>,
 }
 
 impl RequestState {
@@ -37,6 +42,7 @@ impl RequestState {
         sandbox: &Sandbox,
         peer: Box<dyn Peer>,
         max_message: usize,
+        waiting: Arc<Semaphore>,
     ) -> wasmtime::Result<Self> {
         Ok(Self {
             command: command.clone(),
@@ -47,8 +53,9 @@ impl RequestState {
             limits: sandbox.limits,
             max_message,
             sent: 0,
-            started: Instant::now(),
-            waited: Duration::ZERO,
+            clock: Arc::new(RequestClock::start()),
+            waiting,
+            conversing: None,
         })
     }
 
@@ -57,15 +64,9 @@ impl RequestState {
         &self.command
     }
 
-    /// Starts the deadline's clock again, for an instance that serves another call.
+    /// Starts the clocks again, for an instance that serves another call.
     pub(super) fn restart(&mut self) {
-        self.started = Instant::now();
-        self.waited = Duration::ZERO;
-    }
-
-    /// Time the request has spent running, as the deadline counts it.
-    pub(super) fn busy_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.waited)
+        self.clock.restart();
     }
 }
 
@@ -91,9 +92,16 @@ impl connection::Host for RequestState {
     }
 
     async fn recv(&mut self) -> wasmtime::Result<Option<String>> {
-        let waiting = Instant::now();
+        if self.conversing.is_none() {
+            let Ok(permit) = Arc::clone(&self.waiting).try_acquire_owned() else {
+                // Ends the handler: its instance goes back to requests that are running.
+                return Err(wasmtime::Error::new(TooManyWaiting));
+            };
+            self.conversing = Some(permit);
+        }
+        self.clock.begin_wait();
         let received = self.peer.recv(self.limits.recv_timeout).await;
-        self.waited += waiting.elapsed();
+        self.clock.end_wait();
         match received {
             Ok(message) => Ok(message.map(|object| serde_json::Value::Object(object).to_string())),
             // Ends the handler: the runtime finds this error and tells the client why.
@@ -134,6 +142,11 @@ pub struct TooManySends {
     /// The limit.
     pub max: u32,
 }
+
+/// A `recv()` found the host's cap on requests waiting for their clients reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("too many requests are waiting for their clients; try again later")]
+pub struct TooManyWaiting;
 
 /// Caps each linear memory of an instance and remembers whether the cap was hit,
 /// so the client can be told "out of memory" rather than just "trapped".

@@ -28,6 +28,7 @@
 //!   `{"planted": true}`, waits for one message from the client, then answers
 //!   `{"success": true}`. A static lives in linear memory, so what it holds is what the
 //!   next instance in the same pool slot would see if the slot were not reset.
+//! - `flood`: prints `lines` lines of `size` bytes each to stdout, then succeeds.
 //! - `peek`: answers `{"success": true, "nonzero": n}`, the number of bytes of that
 //!   buffer that are not zero (a fresh instance must see 0).
 //!
@@ -66,6 +67,10 @@ enum Misbehave {
         secret: u8,
     },
     Peek,
+    Flood {
+        lines: u32,
+        size: usize,
+    },
 }
 
 /// The size of [`PLANTED`].
@@ -112,6 +117,13 @@ impl Handler for Misbehave {
                 }
                 let _ = send(json!({ "planted": true }));
                 let _ = recv();
+                success(())
+            }
+            Self::Flood { lines, size } => {
+                let line = "f".repeat(size);
+                for _ in 0..lines {
+                    println!("{line}");
+                }
                 success(())
             }
             Self::Peek => {
