@@ -1,0 +1,176 @@
+//! The `tcpy-host` binary under signals (issue #19): exit is bounded whatever the
+//! handlers directory holds and whatever the host is doing.
+//!
+//! These run the real binary (`cargo xtask test` builds the handlers they serve) and
+//! signal it with `kill`, as an operator or an orchestrator would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Where `cargo xtask build-handlers` puts what these tests serve.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn built(relative: &str) -> PathBuf {
+    let path = target_dir().join(relative);
+    assert!(
+        path.is_file(),
+        "no {}: run `cargo xtask test` (it builds the handlers first)",
+        path.display()
+    );
+    path
+}
+
+/// A running `tcpy-host`, its log lines arriving on a channel.
+struct Host {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Host {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpy-host"))
+            .args(["--port", "0", "--no-cache", "--handlers"])
+            .arg(dir)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "tcpy_host=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpy-host starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits up to `within` for a log line containing `text`; returns it.
+    fn wait_for(&self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with `{text}` within {within:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("runs kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits up to `within` for the process to exit.
+    fn exits_within(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("tcpy-host still running {within:?} after the signal");
+    }
+
+    /// The listening address, from the "tcpy-host listening" line.
+    fn address(line: &str) -> std::net::SocketAddr {
+        let start = line.find("address=").expect("an address field") + "address=".len();
+        let end = line[start..].find(' ').map_or(line.len(), |end| start + end);
+        line[start..end].parse().expect("a socket address")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("runs mkfifo");
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_in_the_handlers_directory_neither_blocks_start_up_nor_exit() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(built("test-handlers/add.wasm"), dir.path().join("add.wasm")).expect("copies");
+    mkfifo(&dir.path().join("fifo.wasm"));
+    mkfifo(&dir.path().join("add.toml"));
+    let mut host = Host::start(dir.path(), &[]);
+    host.wait_for("tcpy-host listening", Duration::from_secs(30));
+    // A FIFO deployed into the live directory too.
+    mkfifo(&dir.path().join("later.wasm"));
+    std::thread::sleep(Duration::from_millis(300));
+    host.signal("TERM");
+    let status = host.exits_within(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_signal_during_a_long_compile_exits_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // The Python component takes seconds to compile without a cache.
+    std::fs::copy(
+        built("language-handlers/py/add.wasm"),
+        dir.path().join("py_add.wasm"),
+    )
+    .expect("copies");
+    let mut host = Host::start(dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    host.signal("TERM");
+    let status = host.exits_within(Duration::from_secs(3));
+    assert!(status.success(), "{status}");
+    host.wait_for("shutdown requested while loading", Duration::from_secs(1));
+    assert!(signalled.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(
+        built("test-handlers/misbehave.wasm"),
+        dir.path().join("misbehave.wasm"),
+    )
+    .expect("copies");
+    let mut host = Host::start(dir.path(), &["--grace", "60s", "--timeout", "60s"]);
+    let listening = host.wait_for("tcpy-host listening", Duration::from_secs(30));
+    let mut conn = std::net::TcpStream::connect(Host::address(&listening)).expect("connects");
+    std::io::Write::write_all(
+        &mut conn,
+        b"{\"cmd\":\"misbehave\",\"do\":\"sleep\",\"ms\":30000}\n",
+    )
+    .expect("writes");
+    std::thread::sleep(Duration::from_millis(300));
+
+    host.signal("TERM");
+    host.wait_for("shutting down: draining", Duration::from_secs(5));
+    assert!(
+        host.child.try_wait().expect("waits").is_none(),
+        "the drain waits for the request"
+    );
+    host.signal("TERM");
+    let status = host.exits_within(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(130), "{status}");
+}
