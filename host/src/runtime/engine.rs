@@ -19,11 +19,16 @@ const TABLES_PER_COMPONENT: u32 = 8;
 /// fault it in again (cheap to reset with `pagemap_scan` where the kernel has it).
 const KEEP_RESIDENT: usize = 64 * 1024;
 /// Linear memory kept resident where the kernel has `pagemap_scan`: only the pages a
-/// request wrote are reset, so this is a cap, not a cost. A language runtime writes
-/// more of its heap than a Rust guest (QuickJS ~150 KiB per `add`); at 64 KiB those
-/// pages were faulted in again on every request (see docs/performance.md). Without
+/// request wrote are reset, so this is a cap, not a cost. Chosen by measurement on
+/// wasmtime 50 (`bench/examples/pool_settings.rs`, docs/performance.md): against the
+/// 1 MiB kept before, 16 MiB made a fresh request faster for all three languages
+/// (Python −30 %, JavaScript −46 %, Rust −18 %), since language runtimes write
+/// megabytes of heap that were otherwise faulted in again on every request. Without
 /// `pagemap_scan` the whole kept range is reset by `memset`, so it stays small there.
-const KEEP_RESIDENT_WITH_PAGEMAP: usize = 1024 * 1024;
+///
+/// NB: safe only because wasmtime ≥ 50 resets written pages that were swapped out;
+/// `tests/isolation` proves it on every CI run. Do not change without it green.
+const KEEP_RESIDENT_WITH_PAGEMAP: usize = 16 * 1024 * 1024;
 
 /// Builds an engine whose instance pool holds `limits.max_in_flight` instances of
 /// at most `limits.ceiling.max_memory` bytes each, and starts its epoch ticker.
