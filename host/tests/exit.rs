@@ -2,7 +2,7 @@
 //! handlers directory holds and whatever the host is doing.
 //!
 //! These run the real binary (`cargo xtask test` builds the handlers they serve) and
-//! signal it with `kill`, as an operator or an orchestrator would.
+//! send it SIGTERM, as an operator or an orchestrator would.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -70,12 +70,13 @@ impl Host {
         }
     }
 
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("runs kill");
-        assert!(status.success(), "kill -{name}");
+    /// Sends SIGTERM, as an orchestrator stopping the host would.
+    fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill takes no pointers; the pid is our own child's, not yet reaped.
+        #[allow(unsafe_code)]
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
     /// Waits up to `within` for the process to exit.
@@ -122,7 +123,7 @@ fn a_fifo_in_the_handlers_directory_neither_blocks_start_up_nor_exit() {
     // A FIFO deployed into the live directory too.
     mkfifo(&dir.path().join("later.wasm"));
     std::thread::sleep(Duration::from_millis(300));
-    host.signal("TERM");
+    host.terminate();
     let status = host.exits_within(Duration::from_secs(5));
     assert!(status.success(), "{status}");
 }
@@ -139,7 +140,7 @@ fn a_signal_during_a_long_compile_exits_at_once() {
     let mut host = Host::start(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(500));
     let signalled = Instant::now();
-    host.signal("TERM");
+    host.terminate();
     let status = host.exits_within(Duration::from_secs(3));
     assert!(status.success(), "{status}");
     host.wait_for("shutdown requested while loading", Duration::from_secs(1));
@@ -164,13 +165,13 @@ fn a_second_signal_during_the_drain_exits_at_once() {
     .expect("writes");
     std::thread::sleep(Duration::from_millis(300));
 
-    host.signal("TERM");
+    host.terminate();
     host.wait_for("shutting down: draining", Duration::from_secs(5));
     assert!(
         host.child.try_wait().expect("waits").is_none(),
         "the drain waits for the request"
     );
-    host.signal("TERM");
+    host.terminate();
     let status = host.exits_within(Duration::from_secs(3));
     assert_eq!(status.code(), Some(130), "{status}");
 }
