@@ -87,9 +87,12 @@ fn candidate(bytes: &[u8], pagemap: bool, keep_resident: usize) -> Result<Candid
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     // `add` never calls `send` or `recv`: the connection interface only has to link.
     let mut connection = linker.instance("tcpy:handler/connection@0.1.0")?;
-    connection.func_wrap("send", |_, (_message,): (String,)| -> wasmtime::Result<(Result<(), String>,)> {
-        wasmtime::bail!("add does not send")
-    })?;
+    connection.func_wrap(
+        "send",
+        |_, (_message,): (String,)| -> wasmtime::Result<(Result<(), String>,)> {
+            wasmtime::bail!("add does not send")
+        },
+    )?;
     connection.func_wrap("recv", |_, (): ()| -> wasmtime::Result<(Option<String>,)> {
         wasmtime::bail!("add does not recv")
     })?;
@@ -126,7 +129,9 @@ async fn request(candidate: &Candidate) -> Result<()> {
 
 fn p50_micros(times: &mut [Duration]) -> f64 {
     times.sort();
-    times.get(times.len() / 2).map_or(f64::NAN, |p50| p50.as_secs_f64() * 1e6)
+    times
+        .get(times.len() / 2)
+        .map_or(f64::NAN, |p50| p50.as_secs_f64() * 1e6)
 }
 
 async fn compare(path: &Path, per_round: usize, rounds: usize) -> Result<()> {
