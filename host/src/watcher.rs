@@ -127,8 +127,10 @@ impl Drop for Watcher {
 
 /// A handlers directory given as a symlink.
 struct Link {
-    /// The directory holding the link.
+    /// The directory holding the link, resolved (what is watched for the flip).
     parent: PathBuf,
+    /// The link as events on `parent` name it.
+    path: PathBuf,
     /// What the link resolved to when last looked at.
     target: PathBuf,
 }
@@ -140,9 +142,13 @@ impl Link {
         if !is_link {
             return None;
         }
+        // NB: resolved, so that the events on it name the link the same way however
+        // `--handlers` was spelt (`current`, `./current`, `/srv/tcpy/current`).
         let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty());
+        let parent = parent.unwrap_or(Path::new(".")).canonicalize().ok()?;
         Some(Self {
-            parent: parent.unwrap_or(Path::new(".")).to_owned(),
+            path: parent.join(dir.file_name()?),
+            parent,
             target: dir.canonicalize().ok()?,
         })
     }
@@ -162,7 +168,7 @@ impl Watching {
     fn follow_link(&mut self, batch: &mut Batch) {
         let dir = self.host.handlers_dir().to_owned();
         let Some(link) = &mut self.link else { return };
-        if !batch.paths.contains(&dir) {
+        if !batch.paths.contains(&link.path) {
             return;
         }
         let Ok(target) = dir.canonicalize() else {
