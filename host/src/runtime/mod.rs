@@ -45,7 +45,7 @@ pub struct Runtime {
     linker: Linker<RequestState>,
     limits: Limits,
     cache: Option<cache::CompileCache>,
-    /// One permit per request that may wait in `recv()` at once (`limits.max_waiting`).
+    /// One permit per request that may be in conversation at once (`limits.max_waiting`).
     waiting: Arc<Semaphore>,
 }
 
