@@ -29,10 +29,8 @@ const MIN_SWAPPED: u64 = 1 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_instance_never_sees_the_last_requests_swapped_out_memory() {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let swap = swap::SwapFile::enable(&dir).unwrap_or_else(|why| panic!("cannot turn swap on: {why}"));
+    let swap = swap::SwapFile::enable(&tcpy_tests::target_dir())
+        .unwrap_or_else(|why| panic!("cannot turn swap on: {why}"));
 
     // One pool slot: every request runs in the instance slot the last one left.
     let mut limits = test_limits();

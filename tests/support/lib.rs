@@ -19,11 +19,16 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+/// The workspace's target directory: `CARGO_TARGET_DIR`, else `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
 /// The directory `cargo xtask build-handlers` fills with the example and test handlers.
 pub fn handlers_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = target_dir();
     let dir = target.join("test-handlers");
     assert!(
         dir.join("add.wasm").is_file() && dir.join("misbehave.wasm").is_file(),
@@ -38,9 +43,7 @@ pub fn handlers_dir() -> PathBuf {
 /// and `tally`. The Python and JavaScript components are large, so they live apart
 /// from [`handlers_dir`], which every other test host loads.
 pub fn language_handlers_dir(language: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = target_dir();
     let dir = target.join("language-handlers").join(language);
     assert!(
         dir.join("add.wasm").is_file() && dir.join("tally.wasm").is_file(),
