@@ -9,10 +9,7 @@ use tcpy_protocol::{Encoding, Framing, Message, Object, WireCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 fn request() -> Object {
-    match json!({"cmd": "add", "x": 1, "y": 2}) {
-        serde_json::Value::Object(object) => object,
-        _ => unreachable!("a literal object"),
-    }
+    tcpy_tests::object(json!({"cmd": "add", "x": 1, "y": 2}))
 }
 
 fn codec(c: &mut Criterion) {

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tcpy_host::Host;
+use tcpy_host::Server;
 use tcpy_host::runtime::{Limits, Runtime};
+use tcpy_host::server::Shutdown;
 use tcpy_host::watcher::Watcher;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -63,12 +64,12 @@ impl Conn {
 }
 
 /// Starts a host on `dir`; returns its address, the host and its watcher.
-async fn start(dir: &Path, cache: Option<&Path>) -> (std::net::SocketAddr, Arc<Host>, Watcher) {
+async fn start(dir: &Path, cache: Option<&Path>) -> (std::net::SocketAddr, Arc<Server>, Watcher) {
     let mut runtime = Runtime::new(Limits::default()).expect("runtime");
     if let Some(cache) = cache {
         runtime = runtime.with_compile_cache(cache).expect("cache");
     }
-    let host = Arc::new(Host::with_runtime(runtime, dir).await.expect("host"));
+    let host = Arc::new(Server::with_runtime(runtime, dir).await.expect("host"));
     let watcher = Watcher::start(Arc::clone(&host)).expect("watcher");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("address");
@@ -76,7 +77,10 @@ async fn start(dir: &Path, cache: Option<&Path>) -> (std::net::SocketAddr, Arc<H
         listener,
         Arc::clone(&host),
         std::future::pending(),
-        Duration::ZERO,
+        Shutdown {
+            drain_delay: Duration::ZERO,
+            grace: Duration::ZERO,
+        },
     ));
     (addr, host, watcher)
 }

@@ -15,29 +15,23 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tcpy_host::native::Native;
-use tcpy_host::runtime::{Handler, Limits, NoClient, Runtime};
+use tcpy_host::runtime::{CompiledHandler, Limits, NoClient, Runtime};
 use tcpy_protocol::Object;
 
 /// `target/handlers`, where `cargo xtask build-handlers` puts the example handlers.
 fn handlers_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("handlers")
+    tcpy_tests::target_dir().join("handlers")
 }
 
 fn params() -> Object {
-    match json!({"x": 1, "y": 2}) {
-        serde_json::Value::Object(object) => object,
-        _ => unreachable!("a literal object"),
-    }
+    tcpy_tests::object(json!({"x": 1, "y": 2}))
 }
 
 fn check(response: &Object) {
     assert_eq!(response.get("solution"), Some(&json!(3)), "{response:?}");
 }
 
-fn load_add(runtime: &Runtime) -> Handler {
+fn load_add(runtime: &Runtime) -> CompiledHandler {
     let path = handlers_dir().join("add.wasm");
     let bytes = std::fs::read(&path).unwrap_or_else(|error| {
         panic!(

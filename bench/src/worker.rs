@@ -233,18 +233,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn message(value: Value) -> Message {
-        let Value::Object(object) = value else {
-            unreachable!()
-        };
-        Message::encode(&object, tcpy_protocol::Encoding::Json).expect("encodes")
-    }
+    use tcpy_tests::object as expect;
 
-    fn expect(value: Value) -> Object {
-        let Value::Object(object) = value else {
-            unreachable!()
-        };
-        object
+    fn message(value: Value) -> Message {
+        Message::encode(&expect(value), tcpy_protocol::Encoding::Json).expect("encodes")
     }
 
     #[test]

@@ -194,12 +194,20 @@ impl Client {
         // read this one's response.
         write(&mut connection, request.clone(), self.timeout).await?;
         let mut response = read(&mut connection, self.timeout).await?;
-        if reused && is_idle_timeout(&response) {
-            // The host closed the kept connection for idling before this request
-            // reached it, so nothing ran: send it again on a new connection.
-            connection = self.open().await?;
-            write(&mut connection, request, self.timeout).await?;
-            response = read(&mut connection, self.timeout).await?;
+        if reused && let Some(code) = closed_unrun(&response) {
+            // The host closed the kept connection (idle, or shutting down) before this
+            // request ran: send it again on a new connection, which a balancer gives
+            // to another host. If the host is going away and there is no other, its
+            // `shutting_down` answer stands.
+            match self.open().await {
+                Ok(fresh) => {
+                    connection = fresh;
+                    write(&mut connection, request, self.timeout).await?;
+                    response = read(&mut connection, self.timeout).await?;
+                }
+                Err(_) if code == ErrorCode::ShuttingDown => return Ok(response),
+                Err(error) => return Err(error),
+            }
         }
         if !is_response(&response) {
             return Err(ClientError::UnexpectedMessage(response));
@@ -361,10 +369,14 @@ async fn read(connection: &mut Connection, after: Duration) -> Result<Object, Cl
     }
 }
 
-/// Whether `response` is the host closing an idle connection.
-fn is_idle_timeout(response: &Object) -> bool {
-    response.get("error") == Some(&Value::Bool(true))
-        && response.get("code").and_then(Value::as_str) == Some(ErrorCode::IdleTimeout.as_str())
+/// The code, if `response` is the host closing the connection without running the
+/// request it answers: `idle_timeout` or `shutting_down`.
+fn closed_unrun(response: &Object) -> Option<ErrorCode> {
+    if response.get("error") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let code = ErrorCode::parse(response.get("code")?.as_str()?)?;
+    matches!(code, ErrorCode::IdleTimeout | ErrorCode::ShuttingDown).then_some(code)
 }
 
 #[cfg(test)]

@@ -177,12 +177,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: Value) -> Object {
-        match value {
-            Value::Object(object) => object,
-            other => panic!("not an object: {other}"),
-        }
-    }
+    use tcpy_protocol::test_support::object;
 
     #[test]
     fn server_errors_read_code_and_message() {

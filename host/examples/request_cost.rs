@@ -64,10 +64,7 @@ async fn measure(path: &Path, requests: usize) -> Result<String> {
     let handler = runtime.compile(name, &bytes, runtime.default_sandbox())?;
     let warm = started.elapsed();
 
-    let params = match serde_json::json!({"x": 1, "y": 2}) {
-        serde_json::Value::Object(object) => object,
-        _ => unreachable!("a literal object"),
-    };
+    let params = tcpy_tests::object(serde_json::json!({"x": 1, "y": 2}));
     let check = |response: Object| {
         anyhow::ensure!(
             response.get("solution") == Some(&3.into()),

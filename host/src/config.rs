@@ -7,6 +7,7 @@ use clap::Parser;
 
 use crate::ConnectionLimits;
 use crate::runtime::{Limits, RequestLimits};
+use crate::server::Shutdown;
 use crate::units::{parse_duration, parse_size};
 
 /// Command-line options of `tcpy-host`.
@@ -63,10 +64,10 @@ pub struct Cli {
     #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = LIMITS)]
     pub max_message: usize,
     /// Requests that may run at once; more get a `busy` error. Sizes the instance pool.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
-    pub max_requests: u32,
+    #[arg(long, alias = "max-requests", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
+    pub max_in_flight: u32,
     /// Requests that may wait for their client in `recv()` at once; past it a `recv()`
-    /// ends its request with `busy` [default: half of --max-requests].
+    /// ends its request with `busy` [default: half of --max-in-flight].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
     pub max_waiting: Option<u32>,
     /// Largest handler component (`NAME.wasm`) loaded; larger files are refused.
@@ -96,11 +97,21 @@ pub struct Cli {
     /// Compile every handler afresh; keep no compile cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// How long shutdown waits for requests in flight before dropping them.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Serve the admin port here: /livez, /readyz and /metrics over HTTP (e.g.
+    /// 127.0.0.1:9272) [default: off].
+    #[arg(long, value_name = "ADDR", help_heading = OPERATIONS)]
+    pub admin: Option<String>,
+    /// After SIGTERM or Ctrl-C: how long to go on serving as usual, with /readyz
+    /// failing, before the listener closes (a balancer needs a check or two to notice).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, help_heading = OPERATIONS)]
+    pub drain_delay: Duration,
+    /// Once the listener has closed: how long requests in flight may still run before
+    /// they are cut off.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = OPERATIONS)]
     pub grace: Duration,
     /// Also serve `native_add` and `native_echo`: the example handlers as plain Rust,
     /// no sandbox, for benchmarks to compare against (see docs/performance.md).
+    #[cfg(feature = "bench")]
     #[arg(long)]
     pub native_baseline: bool,
 }
@@ -109,6 +120,8 @@ pub struct Cli {
 const LIMITS: &str = "Limits (see docs/security.md)";
 /// Help heading of the ceilings on what handler manifests may set.
 const CEILINGS: &str = "Ceilings on handler manifests";
+/// Help heading of the admin port and shutdown (see docs/operations.md).
+const OPERATIONS: &str = "Operations (see docs/operations.md)";
 
 impl Cli {
     /// The limits the runtime enforces, as these options set them.
@@ -129,10 +142,10 @@ impl Cli {
                 max_request_time: self.max_request_time_ceiling,
             },
             max_message: self.max_message,
-            max_in_flight: self.max_requests,
+            max_in_flight: self.max_in_flight,
             max_waiting: self
                 .max_waiting
-                .unwrap_or(Limits::default_max_waiting(self.max_requests)),
+                .unwrap_or(Limits::default_max_waiting(self.max_in_flight)),
             max_component: self.max_component_size,
             max_manifest: self.max_manifest_size,
         }
@@ -145,6 +158,14 @@ impl Cli {
             idle_timeout: self.idle_timeout,
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
+        }
+    }
+
+    /// How the server shuts down, as these options set it.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown {
+            drain_delay: self.drain_delay,
+            grace: self.grace,
         }
     }
 
@@ -174,5 +195,13 @@ mod tests {
         assert_eq!(cli.port, 7272);
         assert_eq!(cli.limits(), Limits::default());
         assert_eq!(cli.connection_limits(), ConnectionLimits::default());
+        assert_eq!(cli.admin, None);
+    }
+
+    #[test]
+    fn max_requests_is_the_old_name_of_max_in_flight() {
+        let cli = Cli::parse_from(["tcpy-host", "--handlers", "h", "--max-requests", "8"]);
+        assert_eq!(cli.limits().max_in_flight, 8);
+        assert_eq!(cli.limits().max_waiting, 4);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::files;
 use crate::manifest::{self, ManifestError};
 use crate::report::{Chain, escaped_path};
-use crate::runtime::{Handler, LoadError, Runtime, Sandbox};
+use crate::runtime::{CompiledHandler, LoadError, Runtime, Sandbox};
 
 /// Why a handlers directory could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,7 @@ pub async fn compile(
     command: &str,
     path: &Path,
     source: Source,
-) -> Result<Handler, FileError> {
+) -> Result<CompiledHandler, FileError> {
     let runtime = Arc::clone(runtime);
     let command = command.to_owned();
     let task_path = path.to_owned();
@@ -143,8 +143,21 @@ pub async fn compile(
 ///
 /// # Errors
 /// A [`FileError`] naming the file and what is wrong with it.
-pub async fn load_file(runtime: &Arc<Runtime>, command: &str, path: &Path) -> Result<Handler, FileError> {
+pub async fn load_file(
+    runtime: &Arc<Runtime>,
+    command: &str,
+    path: &Path,
+) -> Result<CompiledHandler, FileError> {
     compile(runtime, command, path, read(runtime, path).await?).await
+}
+
+/// What [`load_dir`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The handlers that loaded, by command.
+    pub handlers: HashMap<String, Arc<CompiledHandler>>,
+    /// How many handler files were refused (each is logged).
+    pub rejected: usize,
 }
 
 /// Loads every handler in `dir`, several at once. A file that fails to load is logged
@@ -152,7 +165,7 @@ pub async fn load_file(runtime: &Arc<Runtime>, command: &str, path: &Path) -> Re
 ///
 /// # Errors
 /// A [`DirError`] if the directory itself cannot be read.
-pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<String, Arc<Handler>>, DirError> {
+pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<Loaded, DirError> {
     let read_error = |source| DirError::Read {
         path: dir.to_owned(),
         source,
@@ -161,8 +174,10 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
         paths.push(entry.map_err(read_error)?.path());
     }
+    let mut loaded = Loaded::default();
     for path in paths.iter().filter(|path| badly_named(path)) {
         warn_badly_named(path);
+        loaded.rejected += 1;
     }
     let loads = paths.iter().filter_map(|path| {
         let command = command_name(path)?;
@@ -172,9 +187,8 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
             (command, path, loaded, started.elapsed())
         })
     });
-    let mut handlers = HashMap::new();
-    for (command, path, loaded, elapsed) in futures::future::join_all(loads).await {
-        match loaded {
+    for (command, path, result, elapsed) in futures::future::join_all(loads).await {
+        match result {
             Ok(handler) => {
                 tracing::info!(
                     cmd = command,
@@ -186,12 +200,15 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> Result<HashMap<Stri
                     elapsed_ms = elapsed.as_millis() as u64,
                     "handler loaded"
                 );
-                handlers.insert(command.to_owned(), Arc::new(handler));
+                loaded.handlers.insert(command.to_owned(), Arc::new(handler));
             }
-            Err(error) => tracing::error!(cmd = command, error = %Chain(&error), "handler not loaded"),
+            Err(error) => {
+                tracing::error!(cmd = command, error = %Chain(&error), "handler not loaded");
+                loaded.rejected += 1;
+            }
         }
     }
-    Ok(handlers)
+    Ok(loaded)
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tcpy_host::Host;
+use tcpy_host::Server;
 use tcpy_host::config::Cli;
 use tcpy_host::runtime::Runtime;
+use tcpy_host::status::Status;
 use tcpy_host::watcher::Watcher;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -40,14 +41,27 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     // once; once listening, the first starts the drain and a second exits.
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
-    let host = tokio::select! {
-        host = load(&cli) => host?,
+    // The admin port is up first, so /livez answers (and /readyz says "loading")
+    // while the handlers compile.
+    let status = Status::new();
+    if let Some(admin) = &cli.admin {
+        let listener = tokio::net::TcpListener::bind(admin.as_str())
+            .await
+            .with_context(|| format!("cannot listen on {admin} for the admin port"))?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the admin port's address")?;
+        tracing::info!(%address, "admin port: /livez /readyz /metrics");
+        tokio::spawn(tcpy_host::admin::serve(listener, Arc::clone(&status)));
+    }
+    let server = tokio::select! {
+        server = load(&cli, status) => server?,
         () = stop.cancelled() => {
             tracing::info!("shutdown requested while loading handlers; exiting");
             return Ok(());
         }
     };
-    let commands = host.registry().commands();
+    let commands = server.registry().commands();
     if commands.is_empty() {
         tracing::warn!(dir = %cli.handlers.display(), "no handlers loaded: every request will get unknown_command");
     }
@@ -58,19 +72,19 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!(%address, commands = ?commands, "tcpy-host listening");
-    let host = Arc::new(host);
+    let server = Arc::new(server);
     // Held until the server stops; dropping it stops following the directory.
     let _watcher = if cli.no_watch {
         None
     } else {
-        Some(Watcher::start(Arc::clone(&host))?)
+        Some(Watcher::start(Arc::clone(&server))?)
     };
-    tcpy_host::server::run(listener, host, stop.cancelled_owned(), cli.grace).await;
+    tcpy_host::server::run(listener, server, stop.cancelled_owned(), cli.shutdown()).await;
     Ok(())
 }
 
-/// Sets up the runtime and loads every handler of `--handlers`.
-async fn load(cli: &Cli) -> anyhow::Result<Host> {
+/// Sets up the runtime and loads every handler of `--handlers`, reporting to `status`.
+async fn load(cli: &Cli, status: Arc<Status>) -> anyhow::Result<Server> {
     let mut runtime = Runtime::new(cli.limits()).context("cannot set up the WebAssembly runtime")?;
     match cli.cache_dir() {
         Some(dir) => {
@@ -79,16 +93,16 @@ async fn load(cli: &Cli) -> anyhow::Result<Host> {
         }
         None => tracing::info!("no compile cache: every handler is compiled at load"),
     }
-    let host = Host::with_runtime(runtime, &cli.handlers)
+    let server = Server::new(runtime, &cli.handlers, status)
         .await
         .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
         .with_connection_limits(cli.connection_limits());
-    Ok(if cli.native_baseline {
+    #[cfg(feature = "bench")]
+    if cli.native_baseline {
         tracing::info!("native baseline on: serving native_add and native_echo too");
-        host.with_native_baseline()
-    } else {
-        host
-    })
+        return Ok(server.with_native_baseline());
+    }
+    Ok(server)
 }
 
 /// Cancels `stop` on the first Ctrl-C or SIGTERM; a second one exits at once.

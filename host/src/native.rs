@@ -5,9 +5,53 @@
 //! They go through the same server, connection, protocol and dispatch as the
 //! sandboxed handlers and skip only the sandbox (store, instance, the JSON text at
 //! the WIT boundary), so one `tcpy-bench` run can show what isolation costs.
+//!
+//! Compiled only with the `bench` feature: nothing here is on a production host's path.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 use tcpy_protocol::Object;
+
+use crate::dispatch::{Command, Commands, Execution};
+use crate::runtime::{Conversation, Runtime};
+
+/// The commands of `inner`, and the native ones beside them: a command `inner`
+/// serves wins over a native one of the same name.
+pub struct Baseline {
+    inner: Arc<dyn Commands>,
+}
+
+impl Baseline {
+    /// `inner`'s commands plus the native ones.
+    pub fn over(inner: Arc<dyn Commands>) -> Self {
+        Self { inner }
+    }
+}
+
+impl Commands for Baseline {
+    fn get(&self, name: &str) -> Option<Arc<dyn Command>> {
+        self.inner
+            .get(name)
+            .or_else(|| Native::lookup(name).map(|native| Arc::new(native) as Arc<dyn Command>))
+    }
+}
+
+impl Command for Native {
+    fn name(&self) -> &str {
+        Native::name(*self)
+    }
+
+    fn execute<'a>(
+        &'a self,
+        _runtime: &'a Runtime,
+        params: Object,
+        _conversation: Box<dyn Conversation>,
+    ) -> Execution<'a> {
+        let response = Native::execute(*self, params);
+        Box::pin(async move { Ok(response) })
+    }
+}
 
 /// A natively implemented command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +139,7 @@ mod tests {
     use serde_json::json;
 
     fn run(cmd: &str, params: Value) -> Value {
-        let Value::Object(params) = params else {
-            unreachable!()
-        };
+        let params = tcpy_protocol::test_support::object(params);
         Value::Object(Native::lookup(cmd).expect("a native command").execute(params))
     }
 

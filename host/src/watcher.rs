@@ -20,8 +20,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::Host;
+use crate::Server;
 use crate::loader::{self, badly_named, command_name, handler_path, warn_badly_named};
+use crate::metrics::LoadResult;
 use crate::report::{Chain, escaped_path};
 use crate::runtime::Digest;
 
@@ -79,8 +80,8 @@ impl Watcher {
     ///
     /// # Errors
     /// A [`WatchError`] if the operating system refuses to watch the directory.
-    pub fn start(host: Arc<Host>) -> Result<Self, WatchError> {
-        let dir = host.handlers_dir().to_owned();
+    pub fn start(server: Arc<Server>) -> Result<Self, WatchError> {
+        let dir = server.handlers_dir().to_owned();
         let watch_error = |source| WatchError {
             dir: dir.clone(),
             source,
@@ -104,7 +105,7 @@ impl Watcher {
         }
         let (events, _) = broadcast::channel(256);
         let watching = Watching {
-            host,
+            server,
             watcher: Mutex::new(watcher),
             link,
         };
@@ -157,7 +158,7 @@ impl Link {
 /// What the follow task owns: the host, the OS watcher (to re-watch a flipped
 /// symlink) and the link, if the directory is one.
 struct Watching {
-    host: Arc<Host>,
+    server: Arc<Server>,
     watcher: Mutex<RecommendedWatcher>,
     link: Option<Link>,
 }
@@ -166,7 +167,7 @@ impl Watching {
     /// If the batch touched the symlink itself and it now points elsewhere: watch the
     /// new target and ask for a rescan.
     fn follow_link(&mut self, batch: &mut Batch) {
-        let dir = self.host.handlers_dir().to_owned();
+        let dir = self.server.handlers_dir().to_owned();
         let Some(link) = &mut self.link else { return };
         if !batch.paths.contains(&link.path) {
             return;
@@ -215,9 +216,16 @@ async fn follow(
             }
         }
         watching.follow_link(&mut batch);
-        let (host, events) = (&watching.host, &events);
-        let reconciles = batch.paths(host).into_iter().map(|path| async move {
-            if let Some(event) = reconcile(host, &path).await {
+        let (server, events) = (&watching.server, &events);
+        let reconciles = batch.paths(server).into_iter().map(|path| async move {
+            if let Some(event) = reconcile(server, &path).await {
+                match &event {
+                    SwapEvent::Loaded { .. } => server.status().metrics().handler_load(LoadResult::Loaded),
+                    SwapEvent::Rejected { .. } => {
+                        server.status().metrics().handler_load(LoadResult::Rejected)
+                    }
+                    SwapEvent::Removed { .. } => {}
+                }
                 let _ = events.send(event);
             }
         });
@@ -243,13 +251,13 @@ impl Batch {
     /// The handler paths to reconcile; on a rescan, every file in the directory and
     /// every command served. Paths outside the directory (the parent of a symlinked
     /// one) are not handlers.
-    fn paths(mut self, host: &Host) -> Vec<PathBuf> {
-        let dir = host.handlers_dir();
+    fn paths(mut self, server: &Server) -> Vec<PathBuf> {
+        let dir = server.handlers_dir();
         if self.rescan {
             if let Ok(entries) = std::fs::read_dir(dir) {
                 self.paths.extend(entries.flatten().map(|entry| entry.path()));
             }
-            let served = host.registry().commands();
+            let served = server.registry().commands();
             self.paths
                 .extend(served.iter().map(|cmd| dir.join(format!("{cmd}.wasm"))));
         }
@@ -263,14 +271,14 @@ impl Batch {
 }
 
 /// Brings `command`'s entry in the registry in line with the file at `path`.
-async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
+async fn reconcile(server: &Arc<Server>, path: &Path) -> Option<SwapEvent> {
     let command = command_name(path)?.to_owned();
-    let current = host.registry().get(&command);
-    let read = tokio::time::timeout(READ_LIMIT, loader::read(host.runtime(), path)).await;
+    let current = server.registry().get(&command);
+    let read = tokio::time::timeout(READ_LIMIT, loader::read(server.runtime(), path)).await;
     let source = match read {
         Ok(Ok(source)) => source,
         Ok(Err(loader::FileError::Read(error))) if error.is_not_found() => {
-            host.registry().remove(&command)?;
+            server.registry().remove(&command)?;
             tracing::info!(cmd = %command, path = %escaped_path(path), "handler removed");
             return Some(SwapEvent::Removed { command });
         }
@@ -287,11 +295,11 @@ async fn reconcile(host: &Arc<Host>, path: &Path) -> Option<SwapEvent> {
         return None;
     }
     let started = Instant::now();
-    match loader::compile(host.runtime(), &command, path, source).await {
+    match loader::compile(server.runtime(), &command, path, source).await {
         Ok(handler) => {
             let (version, from_cache) = (*handler.digest(), handler.from_cache());
             let grants = handler.sandbox().grants();
-            let previous = host.registry().insert(&command, Arc::new(handler));
+            let previous = server.registry().insert(&command, Arc::new(handler));
             tracing::info!(
                 cmd = %command,
                 version = %version.short(),

@@ -10,12 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Where `cargo xtask build-handlers` puts what these tests serve.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
+use tcpy_tests::target_dir;
 
 fn built(relative: &str) -> PathBuf {
     let path = target_dir().join(relative);
@@ -34,10 +29,18 @@ struct Host {
 }
 
 impl Host {
+    /// Starts the host on `dir` with `extra` options, and no drain delay unless
+    /// `extra` sets one.
     fn start(dir: &Path, extra: &[&str]) -> Self {
+        let drain_delay: &[&str] = if extra.contains(&"--drain-delay") {
+            &[]
+        } else {
+            &["--drain-delay", "0s"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tcpy-host"))
             .args(["--port", "0", "--no-cache", "--handlers"])
             .arg(dir)
+            .args(drain_delay)
             .args(extra)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "tcpy_host=info")
@@ -92,7 +95,8 @@ impl Host {
         panic!("tcpy-host still running {within:?} after the signal");
     }
 
-    /// The listening address, from the "tcpy-host listening" line.
+    /// The address in a log line's `address=` field (the "tcpy-host listening" and
+    /// "admin port" lines).
     fn address(line: &str) -> std::net::SocketAddr {
         let start = line.find("address=").expect("an address field") + "address=".len();
         let end = line[start..].find(' ').map_or(line.len(), |end| start + end);
@@ -166,7 +170,7 @@ fn a_second_signal_during_the_drain_exits_at_once() {
     std::thread::sleep(Duration::from_millis(300));
 
     host.terminate();
-    host.wait_for("shutting down: draining", Duration::from_secs(5));
+    host.wait_for("listener closed", Duration::from_secs(5));
     assert!(
         host.child.try_wait().expect("waits").is_none(),
         "the drain waits for the request"
@@ -174,4 +178,63 @@ fn a_second_signal_during_the_drain_exits_at_once() {
     host.terminate();
     let status = host.exits_within(Duration::from_secs(3));
     assert_eq!(status.code(), Some(130), "{status}");
+}
+
+/// `GET path` on the admin port at `addr`: its status and body.
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let response = runtime.block_on(tcpy_tests::http::get(addr, path, &[]));
+    (response.status, response.body)
+}
+
+#[test]
+fn sigterm_fails_readyz_at_once_serves_through_the_drain_delay_then_exits() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(built("test-handlers/add.wasm"), dir.path().join("add.wasm")).expect("copies");
+    let (drain_delay, grace) = (Duration::from_millis(1500), Duration::from_secs(2));
+    let mut host = Host::start(
+        dir.path(),
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--drain-delay",
+            "1500ms",
+            "--grace",
+            "2s",
+        ],
+    );
+    let admin = Host::address(&host.wait_for("admin port", Duration::from_secs(30)));
+    let listening = Host::address(&host.wait_for("tcpy-host listening", Duration::from_secs(30)));
+    assert_eq!(admin_get(admin, "/livez").0, 200);
+    let (status, body) = admin_get(admin, "/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    let signalled = Instant::now();
+    host.terminate();
+    host.wait_for("/readyz now fails", Duration::from_secs(5));
+    let (status, body) = admin_get(admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"phase\":\"draining\""), "{body}");
+    assert_eq!(admin_get(admin, "/livez").0, 200, "alive while draining");
+    // Within the drain delay a new connection is still accepted and served.
+    let mut conn = std::net::TcpStream::connect(listening).expect("still accepting");
+    std::io::Write::write_all(&mut conn, b"{\"cmd\":\"add\",\"x\":2,\"y\":3}\n").expect("writes");
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&conn), &mut answer).expect("reads");
+    assert!(answer.contains("\"solution\":5"), "{answer}");
+    assert!(
+        signalled.elapsed() < drain_delay,
+        "answered within the drain delay"
+    );
+
+    let status = host.exits_within(drain_delay + grace + Duration::from_secs(2));
+    assert!(status.success(), "{status}");
+    assert!(
+        signalled.elapsed() >= drain_delay,
+        "served for the whole drain delay: exited after {:?}",
+        signalled.elapsed()
+    );
 }

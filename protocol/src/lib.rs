@@ -21,6 +21,9 @@ pub use msgpack::{MAX_DEPTH, MsgpackError};
 pub use request::{Request, RequestError};
 pub use response::{ErrorCode, error_response, is_response};
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+
 /// A protocol object: what every request, response and conversation message is.
 pub type Object = serde_json::Map<String, serde_json::Value>;
 

@@ -142,12 +142,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: serde_json::Value) -> Object {
-        match value {
-            serde_json::Value::Object(o) => o,
-            _ => panic!("not an object"),
-        }
-    }
+    use crate::test_support::object;
 
     #[test]
     fn json_and_msgpack_round_trip() {

@@ -56,13 +56,12 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::object;
     use serde_json::json;
 
     #[test]
     fn cmd_is_split_from_params_and_back() {
-        let Value::Object(object) = json!({"cmd": "add", "x": 1, "y": 2}) else {
-            unreachable!()
-        };
+        let object = object(json!({"cmd": "add", "x": 1, "y": 2}));
         let request = Request::from_object(object.clone()).expect("a request");
         assert_eq!(request.cmd, "add");
         assert_eq!(Value::Object(request.params.clone()), json!({"x": 1, "y": 2}));
@@ -71,12 +70,8 @@ mod tests {
 
     #[test]
     fn cmd_must_be_a_present_string() {
-        let Value::Object(missing) = json!({"x": 1}) else {
-            unreachable!()
-        };
-        let Value::Object(number) = json!({"cmd": 7}) else {
-            unreachable!()
-        };
+        let missing = object(json!({"x": 1}));
+        let number = object(json!({"cmd": 7}));
         assert_eq!(Request::from_object(missing), Err(RequestError::MissingCmd));
         assert_eq!(Request::from_object(number), Err(RequestError::CmdNotString));
     }

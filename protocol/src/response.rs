@@ -29,6 +29,10 @@ pub enum ErrorCode {
     /// The host is at its limit of requests in flight or of open connections; try
     /// again later.
     Busy,
+    /// The host is draining for shutdown: the request was **not** run, so it is
+    /// always safe to send again, to another host or later. The connection is closed
+    /// after this answer.
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -43,23 +47,26 @@ impl ErrorCode {
             Self::ReadTimeout => "read_timeout",
             Self::HandlerFailed => "handler_failed",
             Self::Busy => "busy",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 
+    /// Every code, in the order the protocol documents them.
+    pub const ALL: [Self; 9] = [
+        Self::BadRequest,
+        Self::UnknownCommand,
+        Self::TooLarge,
+        Self::Timeout,
+        Self::IdleTimeout,
+        Self::ReadTimeout,
+        Self::HandlerFailed,
+        Self::Busy,
+        Self::ShuttingDown,
+    ];
+
     /// Parses a wire code; `None` for codes this version does not know.
     pub fn parse(code: &str) -> Option<Self> {
-        [
-            Self::BadRequest,
-            Self::UnknownCommand,
-            Self::TooLarge,
-            Self::Timeout,
-            Self::IdleTimeout,
-            Self::ReadTimeout,
-            Self::HandlerFailed,
-            Self::Busy,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == code)
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
     }
 }
 
@@ -89,6 +96,7 @@ pub fn is_response(object: &Object) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::object;
     use serde_json::json;
 
     #[test]
@@ -108,12 +116,8 @@ mod tests {
 
     #[test]
     fn only_success_or_error_true_ends_a_request() {
-        let Value::Object(message) = json!({"success": false, "total": 3}) else {
-            unreachable!()
-        };
-        let Value::Object(done) = json!({"success": true}) else {
-            unreachable!()
-        };
+        let message = object(json!({"success": false, "total": 3}));
+        let done = object(json!({"success": true}));
         assert!(!is_response(&message));
         assert!(is_response(&done));
     }

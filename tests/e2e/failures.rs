@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tcpy_host::runtime::{Limits, NoClient, Peer, PeerError, PeerFuture, Runtime};
+use tcpy_host::runtime::{Conversation, ConversationError, ConversationFuture, Limits, NoClient, Runtime};
 use tcpy_protocol::{ErrorCode, Object};
 use tcpy_tests::{LineConn, TestHost, handler_bytes, object, request_limits, test_limits};
 use tokio::sync::oneshot;
@@ -60,7 +60,7 @@ async fn an_endless_loop_times_out_while_others_are_served() {
         let mut conn = LineConn::connect(addr).await;
         conn.round_trip(json!({"cmd": "misbehave", "do": "loop"})).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.wait_in_flight(1).await;
     let mut other = LineConn::connect(host.addr).await;
     for i in 0..10 {
         let response = other.round_trip(json!({"cmd": "add", "x": i, "y": 1})).await;
@@ -86,7 +86,7 @@ async fn a_full_instance_pool_answers_busy_at_once() {
     sleeper
         .send(json!({"cmd": "misbehave", "do": "sleep", "ms": 1000}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.wait_in_flight(1).await;
     let mut other = LineConn::connect(host.addr).await;
     let response = other.round_trip(json!({"cmd": "add", "x": 1, "y": 2})).await;
     assert_eq!(response["code"], "busy", "{response}");
@@ -115,12 +115,15 @@ struct HeldClient {
     release: Option<oneshot::Receiver<()>>,
 }
 
-impl Peer for HeldClient {
-    fn send(&mut self, _message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
+impl Conversation for HeldClient {
+    fn send(&mut self, _message: Object) -> ConversationFuture<'_, Result<(), ConversationError>> {
         Box::pin(async { Ok(()) })
     }
 
-    fn recv(&mut self, _timeout: Duration) -> PeerFuture<'_, Result<Option<Object>, PeerError>> {
+    fn recv(
+        &mut self,
+        _timeout: Duration,
+    ) -> ConversationFuture<'_, Result<Option<Object>, ConversationError>> {
         Box::pin(async move {
             if let Some(waiting) = self.waiting.take() {
                 let _ = waiting.send(());

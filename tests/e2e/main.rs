@@ -11,5 +11,6 @@ mod hot_swap;
 mod languages;
 mod load;
 mod manifests;
+mod operations;
 mod requests;
 mod shutdown;

@@ -2,6 +2,7 @@
 //! and small raw-socket clients for both framings.
 
 pub mod hostile;
+pub mod http;
 pub mod logs;
 
 use std::net::SocketAddr;
@@ -11,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tcpy_host::runtime::{Limits, RequestLimits, Runtime};
+use tcpy_host::server::Shutdown;
 use tcpy_host::watcher::{SwapEvent, Watcher};
-use tcpy_host::{ConnectionLimits, Host};
-use tcpy_protocol::Object;
+use tcpy_host::{ConnectionLimits, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, oneshot};
@@ -51,6 +52,19 @@ pub fn language_handlers_dir(language: &str) -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The program `name` on the `PATH`, which Debian's `package` installs (as `cargo
+/// xtask test` does when it is missing); panics saying so if it is not there.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("no `{name}` on the PATH: run `cargo xtask test`, which installs Debian's `{package}`, or install it yourself")
+        })
 }
 
 /// Routes the host's logs to the test output, shown when a test fails.
@@ -92,7 +106,7 @@ pub fn handler_bytes(name: &str) -> Vec<u8> {
 pub struct TestHost {
     /// Where it listens.
     pub addr: SocketAddr,
-    host: Arc<Host>,
+    host: Arc<Server>,
     watcher: Option<Watcher>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
@@ -114,7 +128,7 @@ impl TestHost {
     pub async fn start_with_connection_limits(limits: ConnectionLimits) -> Self {
         init_logging();
         let runtime = Runtime::new(test_limits()).expect("runtime builds");
-        let host = Host::with_runtime(runtime, &handlers_dir())
+        let host = Server::with_runtime(runtime, &handlers_dir())
             .await
             .expect("host loads");
         Self::serve_host(host.with_connection_limits(limits), Duration::from_secs(5), false).await
@@ -137,7 +151,7 @@ impl TestHost {
     pub async fn start_native_baseline() -> Self {
         init_logging();
         let runtime = Runtime::new(test_limits()).expect("runtime builds");
-        let host = Host::with_runtime(runtime, &handlers_dir())
+        let host = Server::with_runtime(runtime, &handlers_dir())
             .await
             .expect("host loads");
         Self::serve_host(host.with_native_baseline(), Duration::from_secs(5), false).await
@@ -147,11 +161,22 @@ impl TestHost {
     /// directory if `watch`.
     pub async fn serve(runtime: Runtime, dir: &Path, grace: Duration, watch: bool) -> Self {
         init_logging();
-        let host = Host::with_runtime(runtime, dir).await.expect("host loads");
+        let host = Server::with_runtime(runtime, dir).await.expect("host loads");
         Self::serve_host(host, grace, watch).await
     }
 
-    async fn serve_host(host: Host, grace: Duration, watch: bool) -> Self {
+    async fn serve_host(host: Server, grace: Duration, watch: bool) -> Self {
+        let shutdown = Shutdown {
+            drain_delay: Duration::ZERO,
+            grace,
+        };
+        Self::serve_server(host, shutdown, watch).await
+    }
+
+    /// Serves `server`, shutting down as `shutdown` says, following changes to its
+    /// directory if `watch`.
+    pub async fn serve_server(host: Server, shutdown: Shutdown, watch: bool) -> Self {
+        init_logging();
         let host = Arc::new(host);
         let watcher = watch.then(|| Watcher::start(Arc::clone(&host)).expect("watches"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
@@ -163,7 +188,7 @@ impl TestHost {
             async {
                 let _ = stopped.await;
             },
-            grace,
+            shutdown,
         ));
         Self {
             addr,
@@ -174,8 +199,16 @@ impl TestHost {
         }
     }
 
+    /// Serves the admin port for this host on a free loopback port; its address.
+    pub async fn serve_admin(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("has an address");
+        tokio::spawn(tcpy_host::admin::serve(listener, Arc::clone(self.host.status())));
+        addr
+    }
+
     /// The host's shared state.
-    pub fn host(&self) -> &Host {
+    pub fn host(&self) -> &Server {
         &self.host
     }
 
@@ -200,6 +233,17 @@ impl TestHost {
             "after {within:?}: {} connections still open, {} requests still in flight",
             host.open_connections(),
             host.requests_in_flight()
+        );
+    }
+
+    /// Waits (up to 10 s) until `n` requests are running: for a test that has sent
+    /// requests and must know they started before it goes on.
+    pub async fn wait_in_flight(&self, n: usize) {
+        let running = wait_until(Duration::from_secs(10), || self.host.requests_in_flight() == n).await;
+        assert!(
+            running,
+            "{} requests in flight after 10 s, not {n}",
+            self.host.requests_in_flight()
         );
     }
 
@@ -243,13 +287,7 @@ pub async fn next_swap(events: &mut broadcast::Receiver<SwapEvent>, command: &st
         .unwrap_or_else(|_| panic!("no swap event for `{command}` within 10 s"))
 }
 
-/// Builds an object from a `json!` literal.
-pub fn object(value: Value) -> Object {
-    match value {
-        Value::Object(object) => object,
-        other => panic!("not an object: {other}"),
-    }
-}
+pub use tcpy_protocol::test_support::object;
 
 /// Bounds every raw read so a broken server fails a test instead of hanging it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);

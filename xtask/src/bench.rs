@@ -23,6 +23,10 @@ const CONNECTIONS: [usize; 3] = [1, 32, 128];
 /// Idle connections and waiting conversations the memory figures are taken at.
 const IDLE_CONNECTIONS: usize = 1000;
 const CONVERSATIONS: usize = 100;
+/// Connections of the admin-port comparison, and how often its host is scraped (far
+/// more often than Prometheus would, 15 s being usual).
+const ADMIN_CONNECTIONS: usize = 32;
+const SCRAPE_EVERY: Duration = Duration::from_millis(100);
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -39,6 +43,9 @@ pub(crate) struct Options {
     /// Print the table only; leave docs/performance.md alone.
     #[arg(long)]
     no_write: bool,
+    /// Measure only the admin port's cost (add with --admin off and on); print, write nothing.
+    #[arg(long)]
+    admin_only: bool,
     /// Also measure `wasmtime serve` on a hello component with `wrk` at 32
     /// connections, the nearest peer (installs wasmtime-cli into target/tools first).
     #[arg(long)]
@@ -72,17 +79,26 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     let built = workspace.target.join(crate::WASM_TARGET).join("guest");
     crate::copy_components(&built, &handlers, &crate::EXAMPLES)?;
     let release = workspace.target.join("release");
-    let mut host = Host::start(&release.join("tcpy-host"), &handlers)?;
-    let end_to_end = end_to_end(&release.join("tcpy-bench"), host.addr, options)?;
+    let (binary, bench) = (release.join("tcpy-host"), release.join("tcpy-bench"));
+    if options.admin_only {
+        let admin = admin_overhead(&binary, &bench, &handlers, options)?;
+        println!("\n{}", render_admin(&admin, options));
+        return Ok(());
+    }
+    let mut host = Host::start(&binary, &handlers, &[])?;
+    let end_to_end = end_to_end(&bench, host.addr, options)?;
     let memory = memory(&host).context("memory measurement failed")?;
     host.stop();
+    let admin = admin_overhead(&binary, &bench, &handlers, options)?;
     let peer = if options.wasmtime_serve {
         wasmtime_serve::measure(workspace, options.rounds, options.seconds)?
     } else {
         Vec::new()
     };
 
-    let table = render(&micro, &end_to_end, &memory, &peer, options);
+    let mut table = render(&micro, &end_to_end, &memory, &peer, options);
+    table.push('\n');
+    table.push_str(&render_admin(&admin, options));
     println!("\n{table}");
     if !options.no_write {
         let doc = workspace.root.join("docs/performance.md");
@@ -147,9 +163,10 @@ struct Host {
 }
 
 impl Host {
-    fn start(binary: &Path, handlers: &Path) -> Result<Self> {
+    fn start(binary: &Path, handlers: &Path, extra: &[&str]) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(binary)
+            .args(extra)
             .args([
                 "--native-baseline",
                 "--host",
@@ -218,38 +235,96 @@ fn end_to_end(bench: &Path, addr: SocketAddr, options: &Options) -> Result<Vec<V
         for connections in CONNECTIONS {
             for cmd in ["add", "native_add"] {
                 eprintln!("round {round}: {cmd} over {connections} connection(s)…");
-                let output = Command::new(bench)
-                    .args([
-                        cmd,
-                        "x=1",
-                        "y=2",
-                        "--expect",
-                        r#"{"success": true, "solution": 3}"#,
-                    ])
-                    .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
-                    .args(["--connections", &connections.to_string()])
-                    .args(["--duration", &format!("{}s", options.seconds), "--warmup", "1s"])
-                    .args(["--json", "--quiet"])
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .with_context(|| format!("cannot run {}", bench.display()))?;
-                let report: Value = serde_json::from_slice(&output.stdout)
-                    .with_context(|| format!("tcpy-bench printed no report (exit {})", output.status))?;
-                if !output.status.success() {
-                    bail!("{cmd} over {connections} connection(s) had wrong or failed answers: {report}");
-                }
-                let number = |value: &Value| value.as_f64().unwrap_or(f64::NAN);
-                runs.push(Run {
-                    cmd,
-                    connections,
-                    req_per_s: number(&report["req_per_s"]),
-                    p50_us: number(&report["latency"]["p50_us"]),
-                    p99_us: number(&report["latency"]["p99_us"]),
-                });
+                runs.push(measure(bench, addr, cmd, connections, options)?);
             }
         }
         rounds.push(runs);
     }
+    Ok(rounds)
+}
+
+/// One tcpy-bench run of `cmd` (an `add`) over `connections` connections.
+fn measure(
+    bench: &Path,
+    addr: SocketAddr,
+    cmd: &'static str,
+    connections: usize,
+    options: &Options,
+) -> Result<Run> {
+    let output = Command::new(bench)
+        .args([
+            cmd,
+            "x=1",
+            "y=2",
+            "--expect",
+            r#"{"success": true, "solution": 3}"#,
+        ])
+        .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+        .args(["--connections", &connections.to_string()])
+        .args(["--duration", &format!("{}s", options.seconds), "--warmup", "1s"])
+        .args(["--json", "--quiet"])
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", bench.display()))?;
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("tcpy-bench printed no report (exit {})", output.status))?;
+    if !output.status.success() {
+        bail!("{cmd} over {connections} connection(s) had wrong or failed answers: {report}");
+    }
+    let number = |value: &Value| value.as_f64().unwrap_or(f64::NAN);
+    Ok(Run {
+        cmd,
+        connections,
+        req_per_s: number(&report["req_per_s"]),
+        p50_us: number(&report["latency"]["p50_us"]),
+        p99_us: number(&report["latency"]["p99_us"]),
+    })
+}
+
+/// `add` at [`ADMIN_CONNECTIONS`] on a host without the admin port and on one with it,
+/// scraped every [`SCRAPE_EVERY`], interleaved, `rounds` times: (off, on) req/s.
+fn admin_overhead(
+    binary: &Path,
+    bench: &Path,
+    handlers: &Path,
+    options: &Options,
+) -> Result<Vec<(f64, f64)>> {
+    let off = Host::start(binary, handlers, &[])?;
+    let admin_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let on = Host::start(binary, handlers, &["--admin", &admin.to_string()])?;
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let scraper = {
+        let scraping = std::sync::Arc::clone(&scraping);
+        std::thread::spawn(move || -> Result<usize> {
+            let mut scrapes = 0;
+            while scraping.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut stream = TcpStream::connect(admin).context("the admin port is up")?;
+                stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+                let mut response = String::new();
+                std::io::Read::read_to_string(&mut stream, &mut response)?;
+                anyhow::ensure!(
+                    response.starts_with("HTTP/1.1 200"),
+                    "a scrape failed: {response}"
+                );
+                scrapes += 1;
+                std::thread::sleep(SCRAPE_EVERY);
+            }
+            Ok(scrapes)
+        })
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        eprintln!("round {round}: add over {ADMIN_CONNECTIONS} connections, admin port off, then on…");
+        let without = measure(bench, off.addr, "add", ADMIN_CONNECTIONS, options)?;
+        let with = measure(bench, on.addr, "add", ADMIN_CONNECTIONS, options)?;
+        rounds.push((without.req_per_s, with.req_per_s));
+    }
+    scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scraper panicked"))??;
+    eprintln!("{scrapes} scrapes of /metrics during the runs");
     Ok(rounds)
 }
 
@@ -451,6 +526,34 @@ fn render(
                 median.req_per_s, low.req_per_s, high.req_per_s, median.p50_us, median.p99_us
             ),
         );
+    }
+    out
+}
+
+/// The admin-port comparison as a table: each round, and the median ratio.
+fn render_admin(rounds: &[(f64, f64)], options: &Options) -> String {
+    let mut out = format!(
+        "The admin port's cost: `add` over {ADMIN_CONNECTIONS} connections on a host without `--admin` and on \
+         one with it, `/metrics` scraped every {} ms, {} s per run, interleaved:\n\n\
+         | round | `--admin` off, req/s | on + scraped, req/s | on / off |\n|---:|---:|---:|---:|\n",
+        SCRAPE_EVERY.as_millis(),
+        options.seconds
+    );
+    let mut ratios = Vec::new();
+    for (round, (off, on)) in rounds.iter().enumerate() {
+        ratios.push(on / off);
+        out.push_str(&format!(
+            "| {} | {off:.0} | {on:.0} | {:.1} % |\n",
+            round + 1,
+            100.0 * on / off
+        ));
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        out.push_str(&format!(
+            "\nMedian on / off: {:.1} % (target: within 3 %).\n",
+            100.0 * median
+        ));
     }
     out
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod languages;
+mod system;
 mod wasmtime_serve;
 
 /// The example handlers `serve` offers.
@@ -45,7 +46,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Builds the handlers, then runs every test of the workspace.
+    /// Installs what the tests run for real (Debian's `prometheus` for promtool) if
+    /// missing, builds the handlers, then runs every test of the workspace.
     Test {
         /// Passed on to `cargo test --workspace`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -69,6 +71,7 @@ fn main() -> Result<ExitCode> {
             status_of(command, "the host")
         }
         Task::Test { args } => {
+            system::ensure(&system::TEST_TOOLS)?;
             workspace.build_handlers()?;
             let mut command = workspace.cargo();
             command.args(["test", "--workspace"]).args(args);

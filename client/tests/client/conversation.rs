@@ -8,7 +8,7 @@ use tcpy_client::{ClientError, Turn};
 use crate::fake::{FakeServer, object};
 
 /// A fake `tally`: adds each `n` the client sends, answers on `done`.
-async fn tally(peer: &mut crate::fake::Peer) {
+async fn tally(peer: &mut crate::fake::Connection) {
     let request = peer.recv().await;
     assert_eq!(request, json!({"cmd": "tally", "start": 10}));
     let mut total = 10;

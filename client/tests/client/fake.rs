@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use tcpy_client::{Client, Encoding, Object};
+use tcpy_client::{Client, Encoding};
 use tcpy_protocol::{DEFAULT_MAX_MESSAGE, Message, WireCodec};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -59,19 +59,19 @@ pub struct Listener(TcpListener);
 
 impl Listener {
     /// The next connection, framed as a host frames it.
-    pub async fn accept(&mut self) -> Peer {
+    pub async fn accept(&mut self) -> Connection {
         let (stream, _) = tokio::time::timeout(PATIENCE, self.0.accept())
             .await
             .expect("a client connects in time")
             .expect("accepts");
-        Peer(Framed::new(stream, WireCodec::detect(DEFAULT_MAX_MESSAGE)))
+        Connection(Framed::new(stream, WireCodec::detect(DEFAULT_MAX_MESSAGE)))
     }
 }
 
 /// One client connection, as the fake server sees it.
-pub struct Peer(Framed<TcpStream, WireCodec>);
+pub struct Connection(Framed<TcpStream, WireCodec>);
 
-impl Peer {
+impl Connection {
     /// The next message as it came, or `None` once the client has closed its side.
     pub async fn recv_message(&mut self) -> Option<Message> {
         tokio::time::timeout(PATIENCE, self.0.next())
@@ -105,13 +105,7 @@ impl Peer {
     }
 }
 
-/// Builds an object from a `json!` literal.
-pub fn object(value: Value) -> Object {
-    match value {
-        Value::Object(object) => object,
-        other => panic!("not an object: {other}"),
-    }
-}
+pub use tcpy_protocol::test_support::object;
 
 /// A client of a port where nothing listens: any attempt to connect fails.
 pub fn client_of_nothing() -> (Client, u16) {

@@ -311,3 +311,60 @@ async fn bad_messages_from_the_server_are_errors_not_panics() {
     assert!(!client.is_connected());
     server.finish().await;
 }
+
+#[tokio::test]
+async fn a_request_crossing_shutting_down_is_sent_again_on_a_new_connection() {
+    let server = FakeServer::start(|mut listener| async move {
+        let mut first = listener.accept().await;
+        first.recv().await;
+        first.send(json!({"success": true})).await;
+        // The host starts closing: the next request is answered unrun, the connection closed.
+        assert_eq!(first.recv().await["cmd"], "add");
+        first
+            .send(json!({"error": true, "code": "shutting_down", "message": "not run"}))
+            .await;
+        drop(first);
+        let mut second = listener.accept().await;
+        assert_eq!(second.recv().await["cmd"], "add", "the same request, sent again");
+        second.send(json!({"success": true, "host": 2})).await;
+    })
+    .await;
+    let mut client = server.client();
+    client.execute("ping", ()).await.expect("the first request");
+    let response = client
+        .call("add", json!({"x": 1}))
+        .await
+        .expect("answered by the second host");
+    assert_eq!(response["host"], 2);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn shutting_down_stands_when_no_new_connection_can_be_made() {
+    let server = FakeServer::start(|mut listener| async move {
+        let mut first = listener.accept().await;
+        first.recv().await;
+        first.send(json!({"success": true})).await;
+        first.recv().await;
+        // Nobody listens any more by the time the client reads this.
+        drop(listener);
+        first
+            .send(json!({"error": true, "code": "shutting_down", "message": "not run"}))
+            .await;
+    })
+    .await;
+    let mut client = server.client();
+    client.execute("ping", ()).await.expect("the first request");
+    let error = client
+        .call("add", json!({"x": 1}))
+        .await
+        .expect_err("shutting down");
+    match error {
+        ClientError::Server { code, .. } => {
+            assert_eq!(code, Some(ServerCode::Known(ErrorCode::ShuttingDown)));
+        }
+        other => panic!("not the host's answer: {other:?}"),
+    }
+    assert!(!client.is_connected());
+    server.finish().await;
+}

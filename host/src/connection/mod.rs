@@ -1,23 +1,26 @@
-//! One client connection: read a request, dispatch it, write the response, repeat.
+//! One client connection, pure I/O over any byte stream (TCP today, TLS tomorrow):
+//! read a message, hand it to the dispatcher, write its answer, repeat.
 
 mod conversation;
 mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tcpy_protocol::{CodecError, ErrorCode, Message, Object, Request, error_response};
-use tokio::net::TcpStream;
+use tcpy_protocol::{CodecError, Encoding, ErrorCode, Object, error_response};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::Host;
-use crate::native::Native;
-use crate::report::{MAX_ECHO, escaped};
-use crate::runtime::Handler;
-use conversation::Conversation;
+use crate::dispatch::Dispatcher;
+use conversation::WireConversation;
 use transport::{ReadError, Transport};
+
+/// A byte stream a connection can run over.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
 
 /// Limits on each connection and on how many there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,30 +46,45 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// How long a refused client has to send the first byte of its request, which says
-/// how to frame the `busy` answer.
+/// How long a client the host turns away (too many connections, or shutting down)
+/// has to send the first byte of its request, which says how to frame the answer.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
-/// Serves one accepted connection until the client closes it, its framing breaks,
-/// it idles past the idle timeout, or `shutdown` is cancelled while no request is running.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: Arc<Host>, shutdown: CancellationToken) {
-    // Requests and responses are small; waiting for Nagle only adds latency.
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
-    }
-    let limits = *host.connection_limits();
-    let transport = Transport::new(
-        stream,
-        host.limits().max_message,
-        limits.read_timeout,
-        limits.write_timeout,
-    );
+/// What a connection needs from the host: the limits, the message size cap, and
+/// where requests go.
+pub(crate) struct Settings<'a> {
+    pub(crate) limits: ConnectionLimits,
+    pub(crate) max_message: usize,
+    pub(crate) dispatcher: &'a Dispatcher,
+}
+
+/// Serves one accepted connection until the client closes it, its framing breaks, it
+/// idles past the idle timeout, or `closing` is cancelled.
+///
+/// Once `closing` is cancelled no request is run: the one the client sends next (or
+/// has sent already) is answered `shutting_down` and the connection closed. A request
+/// already running when it is cancelled finishes and is answered first.
+pub(crate) async fn serve<S: Stream>(
+    stream: S,
+    peer: SocketAddr,
+    settings: Settings<'_>,
+    closing: CancellationToken,
+) {
+    let Settings {
+        limits,
+        max_message,
+        dispatcher,
+    } = settings;
+    let transport = Transport::new(stream, max_message, limits.read_timeout, limits.write_timeout);
     let transport = Arc::new(Mutex::new(transport));
     tracing::debug!(%peer, "connection opened");
     loop {
         let next = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = closing.cancelled() => {
+                say_shutting_down(&mut *transport.lock().await, peer, dispatcher).await;
+                break;
+            }
             next = async { transport.lock().await.read(limits.idle_timeout).await } => next,
         };
         let message = match next {
@@ -83,7 +101,22 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: Arc<Host>, 
             }
         };
         let encoding = message.encoding;
-        let response = dispatch(message, peer, &host, &transport).await;
+        if closing.is_cancelled() {
+            // It arrived as the host began closing: not run, and said so.
+            let answer = shutting_down(dispatcher);
+            let mut transport = transport.lock().await;
+            if transport.write_object(&answer, encoding).await.is_ok() {
+                answer_buffered(&mut transport, dispatcher).await;
+            }
+            break;
+        }
+        let conversation = || -> Box<dyn crate::runtime::Conversation> {
+            Box::new(WireConversation {
+                transport: Arc::clone(&transport),
+                encoding,
+            })
+        };
+        let response = dispatcher.dispatch(message, peer, conversation).await;
         let mut transport = transport.lock().await;
         if let Err(error) = transport.write_object(&response, encoding).await {
             tracing::debug!(%peer, %error, "cannot write response");
@@ -95,6 +128,61 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, host: Arc<Host>, 
     }
     transport.lock().await.close().await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// The answer to a request that arrives while the host is closing.
+fn shutting_down(dispatcher: &Dispatcher) -> Object {
+    dispatcher.refuse(
+        ErrorCode::ShuttingDown,
+        "the host is shutting down; the request was not run, send it again elsewhere",
+    )
+}
+
+/// Tells a client the host is closing its connection for shutdown, before any request
+/// it sends next: every request already buffered whole is answered `shutting_down`;
+/// if there was none, one unasked `shutting_down` is its last word (as `idle_timeout`
+/// is for an idle connection), which answers whatever request crosses it. A client
+/// that has sent nothing yet has `REFUSAL_WAIT` to send its first request.
+async fn say_shutting_down<S: Stream>(
+    transport: &mut Transport<S>,
+    peer: SocketAddr,
+    dispatcher: &Dispatcher,
+) {
+    if !transport.has_spoken() {
+        match transport.read(REFUSAL_WAIT).await {
+            Ok(Some(message)) => {
+                let _ = transport
+                    .write_object(&shutting_down(dispatcher), message.encoding)
+                    .await;
+            }
+            _ => tracing::debug!(%peer, "closed at shutdown before its first request"),
+        }
+        return;
+    }
+    let answered = answer_buffered(transport, dispatcher).await;
+    if answered == Some(0) {
+        let encoding = transport.last_encoding();
+        let word = error_response(
+            ErrorCode::ShuttingDown,
+            "the host is shutting down and closes this connection; nothing more will run on it",
+        );
+        let _ = transport.write_object(&word, encoding).await;
+    }
+    tracing::debug!(%peer, answered, "connection closed at shutdown");
+}
+
+/// Answers every request already buffered whole with `shutting_down`; how many, or
+/// `None` if the connection failed.
+async fn answer_buffered<S: Stream>(transport: &mut Transport<S>, dispatcher: &Dispatcher) -> Option<usize> {
+    let mut answered = 0;
+    while let Some(message) = transport.buffered() {
+        transport
+            .write_object(&shutting_down(dispatcher), message.encoding)
+            .await
+            .ok()?;
+        answered += 1;
+    }
+    Some(answered)
 }
 
 /// The last word a client is told before its connection closes for `error`, logged
@@ -126,16 +214,11 @@ fn last_word(error: &ReadError, peer: SocketAddr) -> Option<Object> {
 
 /// Answers a connection over the limit with `busy`, in the framing of the request it
 /// sends (if it sends one soon), then closes it.
-pub(crate) async fn refuse(stream: TcpStream, peer: SocketAddr, host: Arc<Host>) {
-    let limits = host.connection_limits();
+pub(crate) async fn refuse<S: Stream>(stream: S, peer: SocketAddr, settings: Settings<'_>) {
+    let limits = settings.limits;
     tracing::warn!(%peer, max_connections = limits.max_connections, "busy: too many connections");
-    let mut transport = Transport::new(
-        stream,
-        host.limits().max_message,
-        REFUSAL_WAIT,
-        limits.write_timeout,
-    );
-    let encoding = match transport.read(REFUSAL_WAIT).await {
+    let mut transport = Transport::new(stream, settings.max_message, REFUSAL_WAIT, limits.write_timeout);
+    let encoding: Encoding = match transport.read(REFUSAL_WAIT).await {
         Ok(Some(message)) => message.encoding,
         _ => return,
     };
@@ -143,79 +226,11 @@ pub(crate) async fn refuse(stream: TcpStream, peer: SocketAddr, host: Arc<Host>)
         "too many connections (the limit is {}); try again later",
         limits.max_connections
     );
-    if transport
-        .write_object(&error_response(ErrorCode::Busy, message), encoding)
-        .await
-        .is_ok()
-    {
+    let answer = settings.dispatcher.refuse(ErrorCode::Busy, message);
+    if transport.write_object(&answer, encoding).await.is_ok() {
         transport.close().await;
     }
 }
 
-/// Turns one message into its response: parse, look up, run.
-async fn dispatch(
-    message: Message,
-    peer: SocketAddr,
-    host: &Host,
-    transport: &Arc<Mutex<Transport>>,
-) -> Object {
-    let request = match message.decode() {
-        Ok(object) => Request::from_object(object).map_err(|error| error.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    let request = match request {
-        Ok(request) => request,
-        Err(reason) => {
-            tracing::debug!(%peer, %reason, "bad request");
-            return error_response(ErrorCode::BadRequest, reason);
-        }
-    };
-    let cmd = request.cmd.as_str();
-    let target = match (host.registry.get(cmd), host.native(cmd)) {
-        (Some(handler), _) => Target::Sandboxed(handler),
-        (None, Some(native)) => Target::Native(native),
-        (None, None) => {
-            // The name is the client's: a short, escaped prefix of it, in the log and
-            // in the answer (echoing all of a 1 MiB name would not fit a response).
-            let shown = escaped(cmd, MAX_ECHO);
-            tracing::debug!(%peer, cmd = %shown, "unknown command");
-            return error_response(ErrorCode::UnknownCommand, format!("unknown command `{shown}`"));
-        }
-    };
-    let Ok(_permit) = host.in_flight.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, cmd, "busy: too many requests in flight");
-        return error_response(ErrorCode::Busy, "too many requests in flight; try again later");
-    };
-    let started = Instant::now();
-    let result = match target {
-        Target::Sandboxed(handler) => {
-            let conversation = Conversation {
-                transport: Arc::clone(transport),
-                encoding: message.encoding,
-            };
-            let peer = Box::new(conversation);
-            host.runtime.execute(&handler, request.params, peer).await
-        }
-        Target::Native(native) => Ok(native.execute(request.params)),
-    };
-    let elapsed_us = started.elapsed().as_micros() as u64;
-    match result {
-        Ok(response) => {
-            let succeeded = response.get("success") == Some(&serde_json::Value::Bool(true));
-            let outcome = if succeeded { "success" } else { "error" };
-            tracing::debug!(%peer, cmd, elapsed_us, outcome, "request served");
-            response
-        }
-        Err(error) => {
-            let code = error.code();
-            tracing::warn!(%peer, cmd, elapsed_us, outcome = %code, %error, "request failed");
-            error_response(code, error.to_string())
-        }
-    }
-}
-
-/// What serves a command: a sandboxed handler, or the native baseline.
-enum Target {
-    Sandboxed(Arc<Handler>),
-    Native(Native),
-}
+#[cfg(test)]
+mod tests;

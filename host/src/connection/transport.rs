@@ -1,11 +1,11 @@
 //! One connection's byte stream as messages, with deadlines on the client.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tcpy_protocol::{CodecError, Encoding, ErrorCode, Message, Object, WireCodec, error_response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Bytes read from the socket at a time.
@@ -49,8 +49,8 @@ pub(crate) enum WriteError {
 /// The decoder is driven here rather than through `Framed` so that the read timeout
 /// can count from the first byte of a message: a client sending one byte a second
 /// gets cut off, one that is merely quiet between requests does not.
-pub(crate) struct Transport {
-    stream: TcpStream,
+pub(crate) struct Transport<S> {
+    stream: S,
     codec: WireCodec,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -62,12 +62,14 @@ pub(crate) struct Transport {
     last_encoding: Encoding,
     /// Set once the framing can no longer be trusted; the connection then closes.
     broken: bool,
+    /// Whether a whole message has been read.
+    last_message_seen: bool,
 }
 
-impl Transport {
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
     /// A transport over `stream` that learns its framing from the client's first byte.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: S,
         max_message: usize,
         read_timeout: Duration,
         write_timeout: Duration,
@@ -82,6 +84,7 @@ impl Transport {
             write_timeout,
             last_encoding: Encoding::Json,
             broken: false,
+            last_message_seen: false,
         }
     }
 
@@ -95,6 +98,18 @@ impl Transport {
         self.last_encoding
     }
 
+    /// Whether the client has sent any bytes yet (and so chosen its framing).
+    pub(crate) fn has_spoken(&self) -> bool {
+        self.last_message_seen || !self.read_buf.is_empty()
+    }
+
+    /// The next message if it is already buffered whole, without reading more.
+    pub(crate) fn buffered(&mut self) -> Option<Message> {
+        let message = self.codec.decode(&mut self.read_buf).ok()??;
+        self.last_encoding = message.encoding;
+        Some(message)
+    }
+
     /// The largest message this connection carries.
     pub(crate) fn max_message(&self) -> usize {
         self.codec.max_message()
@@ -106,7 +121,10 @@ impl Transport {
     pub(crate) async fn read(&mut self, wait: Duration) -> Result<Option<Message>, ReadError> {
         let result = self.next_message(wait).await;
         match &result {
-            Ok(Some(message)) => self.last_encoding = message.encoding,
+            Ok(Some(message)) => {
+                self.last_encoding = message.encoding;
+                self.last_message_seen = true;
+            }
             Err(ReadError::Quiet(_)) | Ok(None) => {}
             Err(_) => self.broken = true,
         }
@@ -129,7 +147,7 @@ impl Transport {
             if self.read_buf.len() == self.read_buf.capacity() {
                 self.read_buf.reserve(READ_CHUNK);
             }
-            let read = tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.read_buf));
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.read_buf));
             match read.await {
                 Err(_elapsed) => return Err(timeout_error),
                 Ok(Err(error)) => return Err(CodecError::Io(error).into()),
@@ -173,7 +191,7 @@ impl Transport {
         {
             return;
         }
-        let deadline = tokio::time::Instant::now() + LINGER;
+        let deadline = Instant::now() + LINGER;
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
             self.read_buf.clear();

@@ -63,6 +63,7 @@ impl RequestClock {
     }
 
     /// Starts both clocks again, for an instance that serves another call.
+    #[cfg(feature = "bench")]
     pub(super) fn restart(&self) {
         self.update(|clocks| *clocks = Self::start().read());
     }

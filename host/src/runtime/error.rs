@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tcpy_protocol::{ErrorCode, Object, is_response};
 
-use super::PeerError;
+use super::ConversationError;
 
 /// Why a handler could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub enum ExecError {
     },
     /// The client sent something the conversation cannot go on with.
     #[error(transparent)]
-    Peer(PeerError),
+    Conversation(ConversationError),
 }
 
 impl ExecError {
@@ -99,7 +99,7 @@ impl ExecError {
             Self::Timeout { .. } | Self::TooLong { .. } => ErrorCode::Timeout,
             Self::PoolExhausted(_) | Self::TooManyWaiting(_) => ErrorCode::Busy,
             Self::ResponseTooLarge { .. } => ErrorCode::TooLarge,
-            Self::Peer(peer) => peer.code(),
+            Self::Conversation(conversation) => conversation.code(),
             Self::MemoryExhausted { .. }
             | Self::TooManySends(_)
             | Self::Sandbox(_)

@@ -4,13 +4,15 @@
 //! gets a new `Store` with its own memory cap, deadline and (empty) WASI context, takes
 //! an instance from wasmtime's pooling allocator, and drops it all when it ends.
 
+mod bindings;
 mod cache;
 mod clock;
+mod compiled;
+mod conversation;
 mod engine;
 mod error;
-mod handler;
 mod limits;
-mod peer;
+#[cfg(feature = "bench")]
 mod reuse;
 mod sandbox;
 mod state;
@@ -26,11 +28,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 pub use cache::Digest;
+pub use compiled::CompiledHandler;
+pub use conversation::{Conversation, ConversationError, ConversationFuture, NoClient};
 pub use error::{ExecError, LoadError};
-pub use handler::Handler;
 pub use limits::{AboveCeiling, Limits, RequestLimits};
-pub use peer::{NoClient, Peer, PeerError, PeerFuture};
-#[doc(hidden)]
+#[cfg(feature = "bench")]
 pub use reuse::ReusedInstance;
 pub use sandbox::{DirGrant, Sandbox};
 pub use state::{TooManySends, TooManyWaiting};
@@ -62,7 +64,7 @@ impl Runtime {
         let engine = engine::build(&limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
-        handler::bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(LoadError::Engine)?;
         Ok(Self {
             engine,
@@ -104,7 +106,7 @@ impl Runtime {
     /// # Errors
     /// A [`LoadError`] if the sandbox's limits are above the ceiling, or the bytes are
     /// not a component or do not fit the world.
-    pub fn compile(&self, name: &str, bytes: &[u8], sandbox: Sandbox) -> Result<Handler, LoadError> {
+    pub fn compile(&self, name: &str, bytes: &[u8], sandbox: Sandbox) -> Result<CompiledHandler, LoadError> {
         sandbox.limits.check_within(&self.limits.ceiling)?;
         let digest = Digest::of(bytes);
         if let Some(component) = self
@@ -112,11 +114,11 @@ impl Runtime {
             .as_ref()
             .and_then(|cache| cache.load(&self.engine, &digest))
         {
-            return Handler::link(&self.linker, name, &component, digest, true, sandbox);
+            return CompiledHandler::link(&self.linker, name, &component, digest, true, sandbox);
         }
         let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
         // Link before caching: a component that does not fit the world is not kept.
-        let handler = Handler::link(&self.linker, name, &component, digest, false, sandbox)?;
+        let handler = CompiledHandler::link(&self.linker, name, &component, digest, false, sandbox)?;
         if let Some(cache) = &self.cache {
             cache.store(&digest, &component);
         }
@@ -124,7 +126,7 @@ impl Runtime {
     }
 
     /// Runs one request: a fresh instance of `handler` executes `params`, talking to
-    /// the client through `peer`. Returns the handler's response object.
+    /// the client through `conversation`. Returns the handler's response object.
     ///
     /// The call races a watchdog: past its deadline (time running, in wasm or in a host
     /// call) or its total time (waits included), the request is stopped wherever it is.
@@ -134,12 +136,12 @@ impl Runtime {
     /// something that is not a response.
     pub async fn execute(
         &self,
-        handler: &Handler,
+        handler: &CompiledHandler,
         params: Object,
-        peer: Box<dyn Peer>,
+        conversation: Box<dyn Conversation>,
     ) -> Result<Object, ExecError> {
         let params = serde_json::Value::Object(params).to_string();
-        let mut store = self.new_store(handler, peer)?;
+        let mut store = self.new_store(handler, conversation)?;
         let (clock, limits) = (Arc::clone(&store.data().clock), store.data().limits);
         let started = Instant::now();
         let call = async {
@@ -166,11 +168,15 @@ impl Runtime {
     }
 
     /// A fresh store for one request of `handler`: its sandbox, memory cap and deadline.
-    fn new_store(&self, handler: &Handler, peer: Box<dyn Peer>) -> Result<Store<RequestState>, ExecError> {
+    fn new_store(
+        &self,
+        handler: &CompiledHandler,
+        conversation: Box<dyn Conversation>,
+    ) -> Result<Store<RequestState>, ExecError> {
         let state = RequestState::new(
             handler.name(),
             handler.sandbox(),
-            peer,
+            conversation,
             self.limits.max_message,
             Arc::clone(&self.waiting),
         )
@@ -195,8 +201,8 @@ impl Runtime {
 
     /// Turns a wasmtime error into the reason a client is told.
     fn classify(&self, error: wasmtime::Error, state: &RequestState, started: Instant) -> ExecError {
-        if let Some(peer) = error.downcast_ref::<PeerError>() {
-            return ExecError::Peer(peer.clone());
+        if let Some(conversation) = error.downcast_ref::<ConversationError>() {
+            return ExecError::Conversation(conversation.clone());
         }
         if let Some(sends) = error.downcast_ref::<TooManySends>() {
             return ExecError::TooManySends(sends.clone());

@@ -7,9 +7,9 @@ use std::time::Instant;
 use tcpy_protocol::Object;
 use wasmtime::Store;
 
-use super::handler::bindings;
+use super::bindings;
 use super::state::RequestState;
-use super::{ExecError, Handler, Peer, Runtime, error};
+use super::{CompiledHandler, Conversation, ExecError, Runtime, error};
 
 /// An instance of a handler that runs call after call in the same store, so its
 /// memory and globals carry over from one call to the next.
@@ -27,13 +27,12 @@ impl Runtime {
     ///
     /// # Errors
     /// An [`ExecError`] if the instance cannot be made (e.g. the pool is exhausted).
-    #[doc(hidden)]
     pub async fn instantiate_reused(
         &self,
-        handler: &Handler,
-        peer: Box<dyn Peer>,
+        handler: &CompiledHandler,
+        conversation: Box<dyn Conversation>,
     ) -> Result<ReusedInstance<'_>, ExecError> {
-        let mut store = self.new_store(handler, peer)?;
+        let mut store = self.new_store(handler, conversation)?;
         let started = Instant::now();
         match handler.pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok(ReusedInstance {

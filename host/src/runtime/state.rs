@@ -8,9 +8,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::tcpy::handler::connection;
 use super::clock::RequestClock;
-use super::handler::bindings::tcpy::handler::connection;
-use super::{Peer, PeerError, RequestLimits, Sandbox};
+use super::{Conversation, ConversationError, RequestLimits, Sandbox};
 
 /// Everything one request's `Store` holds. Built fresh for every request.
 pub(crate) struct RequestState {
@@ -18,7 +18,7 @@ pub(crate) struct RequestState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
-    peer: Box<dyn Peer>,
+    conversation: Box<dyn Conversation>,
     pub(super) limits: RequestLimits,
     max_message: usize,
     /// Messages sent so far, against `limits.max_sends`.
@@ -40,7 +40,7 @@ impl RequestState {
     pub(super) fn new(
         command: &Arc<str>,
         sandbox: &Sandbox,
-        peer: Box<dyn Peer>,
+        conversation: Box<dyn Conversation>,
         max_message: usize,
         waiting: Arc<Semaphore>,
     ) -> wasmtime::Result<Self> {
@@ -49,7 +49,7 @@ impl RequestState {
             wasi: sandbox.wasi(command)?,
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(sandbox.limits.max_memory),
-            peer,
+            conversation,
             limits: sandbox.limits,
             max_message,
             sent: 0,
@@ -65,6 +65,7 @@ impl RequestState {
     }
 
     /// Starts the clocks again, for an instance that serves another call.
+    #[cfg(feature = "bench")]
     pub(super) fn restart(&mut self) {
         self.clock.restart();
     }
@@ -100,7 +101,7 @@ impl connection::Host for RequestState {
             self.conversing = Some(permit);
         }
         self.clock.begin_wait();
-        let received = self.peer.recv(self.limits.recv_timeout).await;
+        let received = self.conversation.recv(self.limits.recv_timeout).await;
         self.clock.end_wait();
         match received {
             Ok(message) => Ok(message.map(|object| serde_json::Value::Object(object).to_string())),
@@ -115,7 +116,7 @@ impl RequestState {
     /// is the handler's to handle.
     async fn deliver(&mut self, message: String) -> Result<(), String> {
         if message.len() > self.max_message {
-            return Err(PeerError::TooLarge {
+            return Err(ConversationError::TooLarge {
                 max: self.max_message,
             }
             .to_string());
@@ -131,7 +132,10 @@ impl RequestState {
                     .to_owned(),
             );
         }
-        self.peer.send(object).await.map_err(|error| error.to_string())
+        self.conversation
+            .send(object)
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 

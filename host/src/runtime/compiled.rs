@@ -4,26 +4,11 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, Linker};
 
+use super::bindings;
 use super::{Digest, LoadError, Sandbox, state::RequestState};
 
-/// Host bindings generated from `wit/tcpy.wit`.
-pub(super) mod bindings {
-    wasmtime::component::bindgen!({
-        world: "handler",
-        path: "../wit",
-        imports: {
-            // `recv` traps the handler when the client breaks the conversation, `send`
-            // when the handler passes its limit of messages.
-            "tcpy:handler/connection.recv": async | trappable,
-            "tcpy:handler/connection.send": async | trappable,
-            default: async,
-        },
-        exports: { default: async },
-    });
-}
-
 /// One command's compiled component, pre-linked so a request only instantiates it.
-pub struct Handler {
+pub struct CompiledHandler {
     name: Arc<str>,
     digest: Digest,
     from_cache: bool,
@@ -31,7 +16,7 @@ pub struct Handler {
     pre: bindings::HandlerPre<RequestState>,
 }
 
-impl Handler {
+impl CompiledHandler {
     /// Links a compiled component, checking that it implements the `handler` world.
     pub(super) fn link(
         linker: &Linker<RequestState>,
@@ -77,9 +62,9 @@ impl Handler {
     }
 }
 
-impl std::fmt::Debug for Handler {
+impl std::fmt::Debug for CompiledHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handler")
+        f.debug_struct("CompiledHandler")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }

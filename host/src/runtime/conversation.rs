@@ -6,23 +6,26 @@ use std::time::Duration;
 
 use tcpy_protocol::{ErrorCode, Object};
 
-/// A boxed future returned by [`Peer`] methods.
-pub type PeerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future returned by [`Conversation`] methods.
+pub type ConversationFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where a handler's `send()` messages go and its `recv()` messages come from: the
 /// connection the request arrived on.
-pub trait Peer: Send + 'static {
+pub trait Conversation: Send + 'static {
     /// Delivers one message to the client.
-    fn send(&mut self, message: Object) -> PeerFuture<'_, Result<(), PeerError>>;
+    fn send(&mut self, message: Object) -> ConversationFuture<'_, Result<(), ConversationError>>;
 
     /// Waits up to `timeout` for the client's next message; `Ok(None)` once the
     /// client has closed.
-    fn recv(&mut self, timeout: Duration) -> PeerFuture<'_, Result<Option<Object>, PeerError>>;
+    fn recv(
+        &mut self,
+        timeout: Duration,
+    ) -> ConversationFuture<'_, Result<Option<Object>, ConversationError>>;
 }
 
 /// Why a conversation message could not be delivered or received.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PeerError {
+pub enum ConversationError {
     /// The client sent a message that is not an object; the request ends with `bad_request`.
     #[error("client sent a malformed message mid-conversation: {0}")]
     BadMessage(String),
@@ -49,7 +52,7 @@ pub enum PeerError {
     Gone,
 }
 
-impl PeerError {
+impl ConversationError {
     /// The error code the client is told when this ends a request.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -62,18 +65,21 @@ impl PeerError {
     }
 }
 
-/// A peer with no client behind it: what a handler sends goes nowhere and `recv()`
+/// A conversation with no client behind it: what a handler sends goes nowhere and `recv()`
 /// finds the connection closed. For running a handler outside a connection, as the
 /// benchmarks do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoClient;
 
-impl Peer for NoClient {
-    fn send(&mut self, _message: Object) -> PeerFuture<'_, Result<(), PeerError>> {
+impl Conversation for NoClient {
+    fn send(&mut self, _message: Object) -> ConversationFuture<'_, Result<(), ConversationError>> {
         Box::pin(async { Ok(()) })
     }
 
-    fn recv(&mut self, _timeout: Duration) -> PeerFuture<'_, Result<Option<Object>, PeerError>> {
+    fn recv(
+        &mut self,
+        _timeout: Duration,
+    ) -> ConversationFuture<'_, Result<Option<Object>, ConversationError>> {
         Box::pin(async { Ok(None) })
     }
 }
