@@ -62,6 +62,9 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
         "tcpy-host",
         "--package",
         "tcpy-bench",
+        // The native baseline (`--native-baseline`) is only in builds for benchmarks.
+        "--features",
+        "tcpy-host/bench",
     ]);
     crate::run(build).context("release build of tcpy-host and tcpy-bench failed")?;
 
