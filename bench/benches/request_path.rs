@@ -59,7 +59,7 @@ fn request_path(c: &mut Criterion) {
             tokio.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iterations {
-                    let response = runtime.execute(&add, params(), Box::new(NoClient)).await;
+                    let response = runtime.execute(&add, params(), Box::new(NoClient), None).await;
                     black_box(response.expect("add answers"));
                 }
                 started.elapsed()
@@ -88,7 +88,7 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 
     // Each path gives the right answer, or its figure means nothing.
-    let response = tokio.block_on(runtime.execute(&add, params(), Box::new(NoClient)));
+    let response = tokio.block_on(runtime.execute(&add, params(), Box::new(NoClient), None));
     check(&response.expect("add answers"));
     check(&Native::Add.execute(params()));
 }

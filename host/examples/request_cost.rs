@@ -80,7 +80,7 @@ async fn measure(path: &Path, requests: usize) -> Result<String> {
         let started = Instant::now();
         check(
             runtime
-                .execute(&handler, params.clone(), Box::new(NoClient))
+                .execute(&handler, params.clone(), Box::new(NoClient), None)
                 .await?,
         )?;
         let fresh_time = started.elapsed();

@@ -8,6 +8,7 @@ use clap::Parser;
 use crate::ConnectionLimits;
 use crate::runtime::{Limits, RequestLimits};
 use crate::server::Shutdown;
+use crate::tls::TlsFiles;
 use crate::units::{parse_duration, parse_size};
 
 /// Command-line options of `tcpy-host`.
@@ -97,6 +98,21 @@ pub struct Cli {
     /// Compile every handler afresh; keep no compile cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Serve every connection over TLS with this certificate chain (PEM); needs
+    /// --tls-key. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, value_name = "PEM", requires = "tls_key", help_heading = SECURITY)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert", help_heading = SECURITY)]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by a CA in this PEM bundle; a certificate's
+    /// subject (CN, else first SAN) becomes the connection's identity.
+    #[arg(long, value_name = "PEM", requires = "tls_cert", help_heading = SECURITY)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Ask every connection for a token first ({"cmd": "auth", "token": "…"}): a TOML
+    /// file of `identity = "token"` lines. Reloaded on SIGHUP and when it changes.
+    #[arg(long, value_name = "FILE", help_heading = SECURITY)]
+    pub auth_tokens: Option<PathBuf>,
     /// Serve the admin port here: /livez, /readyz and /metrics over HTTP (e.g.
     /// 127.0.0.1:9272) [default: off].
     #[arg(long, value_name = "ADDR", help_heading = OPERATIONS)]
@@ -120,6 +136,8 @@ pub struct Cli {
 const LIMITS: &str = "Limits (see docs/security.md)";
 /// Help heading of the ceilings on what handler manifests may set.
 const CEILINGS: &str = "Ceilings on handler manifests";
+/// Help heading of TLS and authentication (see docs/security.md).
+const SECURITY: &str = "TLS and authentication (see docs/security.md)";
 /// Help heading of the admin port and shutdown (see docs/operations.md).
 const OPERATIONS: &str = "Operations (see docs/operations.md)";
 
@@ -159,6 +177,15 @@ impl Cli {
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
         }
+    }
+
+    /// The TLS files, if --tls-cert is given.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// How the server shuts down, as these options set it.

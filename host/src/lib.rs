@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod dispatch;
@@ -25,10 +26,12 @@ pub mod metrics;
 #[cfg(feature = "bench")]
 pub mod native;
 pub mod registry;
+pub mod reload;
 pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod units;
 pub mod watcher;
 

@@ -6,9 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tcpy_host::Server;
+use tcpy_host::auth::Tokens;
 use tcpy_host::config::Cli;
+use tcpy_host::reload::Reloadable;
 use tcpy_host::runtime::Runtime;
 use tcpy_host::status::Status;
+use tcpy_host::tls::Tls;
 use tcpy_host::watcher::Watcher;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -41,9 +44,29 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     // once; once listening, the first starts the drain and a second exits.
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
+    let status = Status::new();
+    let reloadable = Arc::new(Reloadable {
+        tls: match cli.tls_files() {
+            Some(files) => {
+                let cert = files.cert.display().to_string();
+                let tls = Tls::load(files).await.context("cannot use the TLS files")?;
+                tracing::info!(cert, client_certs = tls.requires_client_certs(), "TLS on");
+                Some(Arc::new(tls))
+            }
+            None => None,
+        },
+        tokens: match &cli.auth_tokens {
+            Some(path) => {
+                let tokens = Tokens::load(path).await.context("cannot use the tokens file")?;
+                tracing::info!(file = %path.display(), identities = tokens.len(), "tokens required");
+                Some(Arc::new(tokens))
+            }
+            None => None,
+        },
+        status: Arc::clone(&status),
+    });
     // The admin port is up first, so /livez answers (and /readyz says "loading")
     // while the handlers compile.
-    let status = Status::new();
     if let Some(admin) = &cli.admin {
         let listener = tokio::net::TcpListener::bind(admin.as_str())
             .await
@@ -55,7 +78,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         tokio::spawn(tcpy_host::admin::serve(listener, Arc::clone(&status)));
     }
     let server = tokio::select! {
-        server = load(&cli, status) => server?,
+        server = load(&cli, status, &reloadable) => server?,
         () = stop.cancelled() => {
             tracing::info!("shutdown requested while loading handlers; exiting");
             return Ok(());
@@ -73,6 +96,17 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     tracing::info!(%address, commands = ?commands, "tcpy-host listening");
     let server = Arc::new(server);
+    // Held until the server stops, as is the watcher below.
+    let _reloads = if reloadable.is_empty() {
+        None
+    } else {
+        tokio::spawn(reload_on_sighup(Arc::clone(&reloadable)));
+        Some(
+            Arc::clone(&reloadable)
+                .watch()
+                .context("cannot watch the TLS and tokens files")?,
+        )
+    };
     // Held until the server stops; dropping it stops following the directory.
     let _watcher = if cli.no_watch {
         None
@@ -83,8 +117,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets up the runtime and loads every handler of `--handlers`, reporting to `status`.
-async fn load(cli: &Cli, status: Arc<Status>) -> anyhow::Result<Server> {
+/// Sets up the runtime and loads every handler of `--handlers`, reporting to `status`,
+/// with the TLS and tokens of `reloadable`.
+async fn load(cli: &Cli, status: Arc<Status>, reloadable: &Reloadable) -> anyhow::Result<Server> {
     let mut runtime = Runtime::new(cli.limits()).context("cannot set up the WebAssembly runtime")?;
     match cli.cache_dir() {
         Some(dir) => {
@@ -97,12 +132,39 @@ async fn load(cli: &Cli, status: Arc<Status>) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
         .with_connection_limits(cli.connection_limits());
+    let server = match &reloadable.tls {
+        Some(tls) => server.with_tls(Arc::clone(tls)),
+        None => server,
+    };
+    let server = match &reloadable.tokens {
+        Some(tokens) => server.with_tokens(Arc::clone(tokens)),
+        None => server,
+    };
     #[cfg(feature = "bench")]
     if cli.native_baseline {
         tracing::info!("native baseline on: serving native_add and native_echo too");
         return Ok(server.with_native_baseline());
     }
     Ok(server)
+}
+
+/// Reloads the TLS and tokens files on every SIGHUP.
+async fn reload_on_sighup(reloadable: Arc<Reloadable>) {
+    #[cfg(unix)]
+    {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; files are still reloaded when they change");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            reloadable.reload("SIGHUP").await;
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloadable);
 }
 
 /// Cancels `stop` on the first Ctrl-C or SIGTERM; a second one exits at once.

@@ -9,6 +9,10 @@
 //! path = "assets"          # relative to the handlers directory
 //! mount = "/assets"        # where the handler sees it (default /data)
 //!
+//! [access]                 # who may run it (identities from a client certificate or a token)
+//! allow = ["billing", "ops"]
+//! pass_identity = true     # the caller's identity in the env var TCPY_IDENTITY
+//!
 //! [limits]                 # any of the per-request limits, up to the host's ceiling
 //! timeout = "2s"
 //! max_memory = "128MiB"
@@ -26,7 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::report::escaped_path;
-use crate::runtime::{DirGrant, RequestLimits, Sandbox};
+use crate::runtime::{Access, DirGrant, IDENTITY_VAR, RequestLimits, Sandbox};
 use crate::units::{parse_duration, parse_size};
 
 /// Where a handler's grants are mounted when the manifest does not say.
@@ -98,7 +102,17 @@ struct Manifest {
     env: BTreeMap<String, String>,
     dir: Option<DirEntry>,
     #[serde(default)]
+    access: AccessEntry,
+    #[serde(default)]
     limits: LimitsEntry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessEntry {
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    pass_identity: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,11 +143,29 @@ impl Manifest {
             if name.is_empty() || name.contains(['=', '\0']) {
                 return Err(format!("`{name}` is not a valid environment variable name"));
             }
+            if name == IDENTITY_VAR {
+                return Err(format!(
+                    "`{IDENTITY_VAR}` is the host's: set access.pass_identity instead"
+                ));
+            }
             if value.contains('\0') {
                 return Err(format!("the value of `{name}` contains a NUL byte"));
             }
         }
         let dir = self.dir.map(|dir| dir.grant(base)).transpose()?;
+        if let Some(allow) = &self.access.allow
+            && let Some(bad) = allow
+                .iter()
+                .find(|id| id.is_empty() || id.contains(char::is_control))
+        {
+            return Err(format!(
+                "access.allow: identity {bad:?} is empty or has control characters"
+            ));
+        }
+        let access = Access {
+            allow: self.access.allow.map(|allow| allow.into_iter().collect()),
+            pass_identity: self.access.pass_identity,
+        };
         let limits = RequestLimits {
             timeout: self.limits.timeout.unwrap_or(defaults.timeout),
             max_memory: self.limits.max_memory.unwrap_or(defaults.max_memory),
@@ -145,6 +177,7 @@ impl Manifest {
             limits,
             env: self.env.into_iter().collect(),
             dir,
+            access,
         })
     }
 }
@@ -229,11 +262,34 @@ mod tests {
     }
 
     #[test]
+    fn access_names_who_may_run_it_and_whether_it_learns_who() {
+        let open = parse("", Path::new(".")).expect("valid");
+        assert!(open.access.admits(None) && open.access.admits(Some("anyone")));
+        let closed = parse(
+            "[access]\nallow = [\"billing\", \"ops\"]\npass_identity = true",
+            Path::new("."),
+        )
+        .expect("valid");
+        assert!(closed.access.admits(Some("billing")));
+        assert!(!closed.access.admits(Some("guest")));
+        assert!(
+            !closed.access.admits(None),
+            "anonymous callers are not on the list"
+        );
+        assert!(closed.access.pass_identity);
+        let nobody = parse("[access]\nallow = []", Path::new(".")).expect("valid");
+        assert!(!nobody.access.admits(Some("billing")));
+        let error = parse("[access]\nallow = [\"\"]", Path::new(".")).expect_err("empty identity");
+        assert!(error.contains("access.allow"), "{error}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         for text in [
             "[limits]\ntimeot = \"1s\"",
             "[envs]\nA = \"b\"",
             "[dir]\npath = \".\"\nwrite = true",
+            "[access]\ndeny = [\"x\"]",
         ] {
             let error = parse(text, Path::new(".")).expect_err(text);
             assert!(error.contains("unknown field"), "{text}: {error}");

@@ -68,6 +68,35 @@ impl EncodeLabelValue for LoadResult {
     }
 }
 
+/// How a TLS handshake ended, or a reload of certificates or tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// It worked.
+    Ok,
+    /// It failed (the old certificates or tokens, if any, stay).
+    Failed,
+}
+
+impl EncodeLabelValue for Verdict {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    what: &'static str,
+    result: Verdict,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     command: String,
@@ -105,6 +134,8 @@ pub struct Metrics {
     connections: Counter,
     loads: Family<LoadLabels, Counter>,
     versions: Family<VersionLabels, Gauge>,
+    handshakes: Family<ResultLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -151,6 +182,18 @@ impl Metrics {
             "The version (SHA-256 prefix of the component) serving each command; always 1",
             versions.clone(),
         );
+        let handshakes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes of client connections, by result (failed: plaintext, bad or slow)",
+            handshakes.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of the TLS files and the tokens file, by what and result",
+            reloads.clone(),
+        );
         registry.register(
             "build",
             "The tcpy-host build; always 1",
@@ -165,7 +208,19 @@ impl Metrics {
             connections,
             loads,
             versions,
+            handshakes,
+            reloads,
         }
+    }
+
+    /// Counts one TLS handshake.
+    pub fn tls_handshake(&self, result: Verdict) {
+        self.handshakes.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Counts one reload of `what` (`tls` or `tokens`).
+    pub fn reload(&self, what: &'static str, result: Verdict) {
+        self.reloads.get_or_create(&ReloadLabels { what, result }).inc();
     }
 
     /// Counts one answered request of `command` (empty when it named no command

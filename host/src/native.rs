@@ -42,11 +42,16 @@ impl Command for Native {
         Native::name(*self)
     }
 
+    fn admits(&self, _identity: Option<&str>) -> bool {
+        true
+    }
+
     fn execute<'a>(
         &'a self,
         _runtime: &'a Runtime,
         params: Object,
         _conversation: Box<dyn Conversation>,
+        _caller: Option<&'a str>,
     ) -> Execution<'a> {
         let response = Native::execute(*self, params);
         Box::pin(async move { Ok(response) })

@@ -33,6 +33,12 @@ pub enum ErrorCode {
     /// always safe to send again, to another host or later. The connection is closed
     /// after this answer.
     ShuttingDown,
+    /// The host asks for a token first (`{"cmd": "auth", "token": "…"}`) and did not
+    /// get a good one; the connection is closed.
+    Unauthorized,
+    /// The caller's identity is not on the handler's access list; the connection
+    /// stays open.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -48,11 +54,13 @@ impl ErrorCode {
             Self::HandlerFailed => "handler_failed",
             Self::Busy => "busy",
             Self::ShuttingDown => "shutting_down",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
         }
     }
 
     /// Every code, in the order the protocol documents them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::BadRequest,
         Self::UnknownCommand,
         Self::TooLarge,
@@ -62,6 +70,8 @@ impl ErrorCode {
         Self::HandlerFailed,
         Self::Busy,
         Self::ShuttingDown,
+        Self::Unauthorized,
+        Self::Forbidden,
     ];
 
     /// Parses a wire code; `None` for codes this version does not know.

@@ -165,12 +165,12 @@ async fn an_exhausted_instance_pool_answers_busy_not_a_failure() {
         };
         async move {
             let params = object(json!({"do": "recv"}));
-            runtime.execute(&handler, params, Box::new(client)).await
+            runtime.execute(&handler, params, Box::new(client), None).await
         }
     });
     holding.await.expect("the first request waits in recv()");
     let error = runtime
-        .execute(&handler, object(json!({"do": "print"})), Box::new(NoClient))
+        .execute(&handler, object(json!({"do": "print"})), Box::new(NoClient), None)
         .await
         .expect_err("no room for a second instance");
     assert_eq!(error.code(), ErrorCode::Busy, "{error}");

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Session};
 use conversation::WireConversation;
 use transport::{ReadError, Transport};
 
@@ -58,18 +58,19 @@ pub(crate) struct Settings<'a> {
     pub(crate) dispatcher: &'a Dispatcher,
 }
 
-/// Serves one accepted connection until the client closes it, its framing breaks, it
-/// idles past the idle timeout, or `closing` is cancelled.
+/// Serves one accepted connection of `session` until the client closes it, its
+/// framing breaks, it idles past the idle timeout, or `closing` is cancelled.
 ///
 /// Once `closing` is cancelled no request is run: the one the client sends next (or
 /// has sent already) is answered `shutting_down` and the connection closed. A request
 /// already running when it is cancelled finishes and is answered first.
 pub(crate) async fn serve<S: Stream>(
     stream: S,
-    peer: SocketAddr,
+    mut session: Session,
     settings: Settings<'_>,
     closing: CancellationToken,
 ) {
+    let peer = session.peer();
     let Settings {
         limits,
         max_message,
@@ -116,13 +117,13 @@ pub(crate) async fn serve<S: Stream>(
                 encoding,
             })
         };
-        let response = dispatcher.dispatch(message, peer, conversation).await;
+        let reply = dispatcher.dispatch(message, &mut session, conversation).await;
         let mut transport = transport.lock().await;
-        if let Err(error) = transport.write_object(&response, encoding).await {
+        if let Err(error) = transport.write_object(&reply.object, encoding).await {
             tracing::debug!(%peer, %error, "cannot write response");
             break;
         }
-        if transport.is_broken() {
+        if reply.close || transport.is_broken() {
             break;
         }
     }

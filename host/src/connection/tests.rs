@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{ConnectionLimits, Settings, serve};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Session};
 use crate::registry::Registry;
 use crate::runtime::{Limits, Runtime};
 use crate::status::Status;
@@ -54,7 +54,7 @@ impl Served {
             dispatcher: dispatcher(),
         };
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 4242));
-        let server = tokio::spawn(serve(stream, peer, settings, closing.clone()));
+        let server = tokio::spawn(serve(stream, Session::new(peer, None), settings, closing.clone()));
         Self {
             client: BufReader::new(client),
             closing,

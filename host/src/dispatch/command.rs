@@ -16,12 +16,17 @@ pub trait Command: Send + Sync {
     /// The command's name: what requests call it, and its label in logs and metrics.
     fn name(&self) -> &str;
 
-    /// Runs one request with `params`, talking to its client through `conversation`.
+    /// Whether a caller known as `identity` (`None`: anonymous) may run it.
+    fn admits(&self, identity: Option<&str>) -> bool;
+
+    /// Runs one request of `caller` with `params`, talking to its client through
+    /// `conversation`.
     fn execute<'a>(
         &'a self,
         runtime: &'a Runtime,
         params: Object,
         conversation: Box<dyn Conversation>,
+        caller: Option<&'a str>,
     ) -> Execution<'a>;
 }
 
@@ -36,12 +41,17 @@ impl Command for CompiledHandler {
         CompiledHandler::name(self)
     }
 
+    fn admits(&self, identity: Option<&str>) -> bool {
+        self.sandbox().access.admits(identity)
+    }
+
     fn execute<'a>(
         &'a self,
         runtime: &'a Runtime,
         params: Object,
         conversation: Box<dyn Conversation>,
+        caller: Option<&'a str>,
     ) -> Execution<'a> {
-        Box::pin(runtime.execute(self, params, conversation))
+        Box::pin(runtime.execute(self, params, conversation, caller))
     }
 }

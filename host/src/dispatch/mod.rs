@@ -3,16 +3,19 @@
 //! log line and its metrics. Nothing here knows about sockets.
 
 pub mod command;
+mod session;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::Value;
 use tcpy_protocol::{ErrorCode, Message, Object, Request, error_response};
 use tokio::sync::Semaphore;
 
 pub use command::{Command, Commands, Execution};
+pub use session::Session;
 
+use crate::auth::Tokens;
 use crate::metrics::Outcome;
 use crate::report::{MAX_ECHO, escaped};
 use crate::runtime::{Conversation, Runtime};
@@ -26,6 +29,26 @@ pub struct Dispatcher {
     /// at once instead of waiting.
     in_flight: Arc<Semaphore>,
     status: Arc<Status>,
+    /// If set, a connection's first message must be `auth` with one of these tokens.
+    tokens: Option<Arc<Tokens>>,
+}
+
+/// The command a connection's first message must be when the host asks for tokens.
+pub const AUTH: &str = "auth";
+
+/// An answer, and whether the connection must close after it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The answer.
+    pub object: Object,
+    /// Whether the connection closes once it is written (a failed `auth`).
+    pub close: bool,
+}
+
+impl From<Object> for Reply {
+    fn from(object: Object) -> Self {
+        Self { object, close: false }
+    }
 }
 
 impl Dispatcher {
@@ -38,6 +61,15 @@ impl Dispatcher {
             runtime,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             status,
+            tokens: None,
+        }
+    }
+
+    /// Asks every connection for one of `tokens` first (see [`AUTH`]).
+    pub fn with_tokens(self, tokens: Arc<Tokens>) -> Self {
+        Self {
+            tokens: Some(tokens),
+            ..self
         }
     }
 
@@ -51,24 +83,30 @@ impl Dispatcher {
         (self.runtime.limits().max_in_flight as usize).saturating_sub(self.in_flight.available_permits())
     }
 
-    /// Answers one message from `peer`. `conversation` carries the handler's `send()`
-    /// and `recv()` to that client, if the request runs one.
+    /// Answers one message of `session`'s client. `conversation` carries the handler's
+    /// `send()` and `recv()` to that client, if the request runs one.
     pub async fn dispatch(
         &self,
         message: Message,
-        peer: SocketAddr,
+        session: &mut Session,
         conversation: impl FnOnce() -> Box<dyn Conversation>,
-    ) -> Object {
+    ) -> Reply {
         let started = Instant::now();
+        let peer = session.peer();
         let request = match message.decode() {
             Ok(object) => Request::from_object(object).map_err(|error| error.to_string()),
             Err(error) => Err(error.to_string()),
         };
+        if let Some(tokens) = &self.tokens
+            && !session.is_authenticated()
+        {
+            return self.authenticate(request.ok(), tokens, session);
+        }
         let request = match request {
             Ok(request) => request,
             Err(reason) => {
                 tracing::debug!(%peer, %reason, "bad request");
-                return self.refuse(ErrorCode::BadRequest, reason);
+                return self.refuse(ErrorCode::BadRequest, reason).into();
             }
         };
         let Some(command) = self.commands.get(&request.cmd) else {
@@ -76,37 +114,84 @@ impl Dispatcher {
             // in the answer (echoing all of a 1 MiB name would not fit a response).
             let shown = escaped(&request.cmd, MAX_ECHO);
             tracing::debug!(%peer, cmd = %shown, "unknown command");
-            return self.refuse(ErrorCode::UnknownCommand, format!("unknown command `{shown}`"));
+            return self
+                .refuse(ErrorCode::UnknownCommand, format!("unknown command `{shown}`"))
+                .into();
         };
         let cmd = command.name();
+        let identity = session.identity();
+        if !command.admits(identity) {
+            tracing::warn!(%peer, cmd, identity, "forbidden: not on the handler's access list");
+            self.account(cmd, Outcome::Host(ErrorCode::Forbidden), started);
+            let who = identity.map_or_else(|| "an anonymous caller".to_owned(), |id| format!("`{id}`"));
+            return error_response(ErrorCode::Forbidden, format!("{who} may not run `{cmd}`")).into();
+        }
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             tracing::warn!(%peer, cmd, "busy: too many requests in flight");
             self.account(cmd, Outcome::Host(ErrorCode::Busy), started);
-            return error_response(ErrorCode::Busy, "too many requests in flight; try again later");
+            return error_response(ErrorCode::Busy, "too many requests in flight; try again later").into();
         };
         let _running = self.status.metrics().request_running();
         let result = command
-            .execute(&self.runtime, request.params, conversation())
+            .execute(&self.runtime, request.params, conversation(), identity)
             .await;
         let elapsed_us = started.elapsed().as_micros() as u64;
         match result {
             Ok(response) => {
-                let succeeded = response.get("success") == Some(&serde_json::Value::Bool(true));
+                let succeeded = response.get("success") == Some(&Value::Bool(true));
                 let outcome = if succeeded {
                     Outcome::Success
                 } else {
                     Outcome::Error
                 };
-                tracing::debug!(%peer, cmd, elapsed_us, %outcome, "request served");
+                tracing::debug!(%peer, cmd, identity, elapsed_us, %outcome, "request served");
                 self.account(cmd, outcome, started);
-                response
+                response.into()
             }
             Err(error) => {
                 let code = error.code();
-                tracing::warn!(%peer, cmd, elapsed_us, outcome = %code, %error, "request failed");
+                tracing::warn!(%peer, cmd, identity, elapsed_us, outcome = %code, %error, "request failed");
                 self.account(cmd, Outcome::Host(code), started);
-                error_response(code, error.to_string())
+                error_response(code, error.to_string()).into()
             }
+        }
+    }
+
+    /// The answer to the first message of a connection when the host asks for tokens:
+    /// `{"cmd": "auth", "token": "…"}` with a good token is answered with the identity
+    /// it names; anything else is `unauthorized`, and the connection closes.
+    fn authenticate(&self, request: Option<Request>, tokens: &Tokens, session: &mut Session) -> Reply {
+        let peer = session.peer();
+        let token = request
+            .as_ref()
+            .filter(|request| request.cmd == AUTH)
+            .and_then(|request| request.params.get("token"))
+            .and_then(Value::as_str);
+        let Some(token) = token else {
+            tracing::warn!(%peer, "unauthorized: the first message is not `auth` with a token");
+            let message = format!("this host needs {{\"cmd\": \"{AUTH}\", \"token\": \"…\"}} first");
+            return self.refuse_and_close(ErrorCode::Unauthorized, message);
+        };
+        match tokens.identify(token) {
+            Some(identity) => {
+                tracing::debug!(%peer, identity = %identity, "authenticated");
+                let mut answer = Object::new();
+                answer.insert("success".to_owned(), Value::Bool(true));
+                answer.insert("identity".to_owned(), Value::String(identity.to_string()));
+                session.authenticate(identity);
+                answer.into()
+            }
+            None => {
+                tracing::warn!(%peer, "unauthorized: unknown token");
+                self.refuse_and_close(ErrorCode::Unauthorized, "unknown token")
+            }
+        }
+    }
+
+    fn refuse_and_close(&self, code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply {
+            object: self.refuse(code, message),
+            close: true,
         }
     }
 

@@ -34,7 +34,7 @@ pub use error::{ExecError, LoadError};
 pub use limits::{AboveCeiling, Limits, RequestLimits};
 #[cfg(feature = "bench")]
 pub use reuse::ReusedInstance;
-pub use sandbox::{DirGrant, Sandbox};
+pub use sandbox::{Access, DirGrant, IDENTITY_VAR, Sandbox};
 pub use state::{TooManySends, TooManyWaiting};
 pub use stdio::{MAX_BYTES_PER_REQUEST, MAX_LINES_PER_REQUEST};
 
@@ -125,8 +125,9 @@ impl Runtime {
         Ok(handler)
     }
 
-    /// Runs one request: a fresh instance of `handler` executes `params`, talking to
-    /// the client through `conversation`. Returns the handler's response object.
+    /// Runs one request of `caller` (its identity, if the host knows it): a fresh
+    /// instance of `handler` executes `params`, talking to the client through
+    /// `conversation`. Returns the handler's response object.
     ///
     /// The call races a watchdog: past its deadline (time running, in wasm or in a host
     /// call) or its total time (waits included), the request is stopped wherever it is.
@@ -139,9 +140,10 @@ impl Runtime {
         handler: &CompiledHandler,
         params: Object,
         conversation: Box<dyn Conversation>,
+        caller: Option<&str>,
     ) -> Result<Object, ExecError> {
         let params = serde_json::Value::Object(params).to_string();
-        let mut store = self.new_store(handler, conversation)?;
+        let mut store = self.new_store(handler, conversation, caller)?;
         let (clock, limits) = (Arc::clone(&store.data().clock), store.data().limits);
         let started = Instant::now();
         let call = async {
@@ -167,15 +169,18 @@ impl Runtime {
         }
     }
 
-    /// A fresh store for one request of `handler`: its sandbox, memory cap and deadline.
+    /// A fresh store for one request of `handler` by `caller`: its sandbox, memory cap
+    /// and deadline.
     fn new_store(
         &self,
         handler: &CompiledHandler,
         conversation: Box<dyn Conversation>,
+        caller: Option<&str>,
     ) -> Result<Store<RequestState>, ExecError> {
         let state = RequestState::new(
             handler.name(),
             handler.sandbox(),
+            caller,
             conversation,
             self.limits.max_message,
             Arc::clone(&self.waiting),

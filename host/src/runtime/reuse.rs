@@ -32,7 +32,7 @@ impl Runtime {
         handler: &CompiledHandler,
         conversation: Box<dyn Conversation>,
     ) -> Result<ReusedInstance<'_>, ExecError> {
-        let mut store = self.new_store(handler, conversation)?;
+        let mut store = self.new_store(handler, conversation, None)?;
         let started = Instant::now();
         match handler.pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok(ReusedInstance {

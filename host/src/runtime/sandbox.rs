@@ -26,7 +26,32 @@ pub struct Sandbox {
     pub env: Vec<(String, String)>,
     /// A host directory the handler may read (never write).
     pub dir: Option<DirGrant>,
+    /// Who may run it, and whether it learns who did.
+    pub access: Access,
 }
+
+/// Who may run a handler (`[access]` in its manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The identities allowed; `None` for everyone the host admits.
+    pub allow: Option<std::collections::BTreeSet<String>>,
+    /// Whether the handler sees the caller's identity, in the env var `TCPY_IDENTITY`.
+    pub pass_identity: bool,
+}
+
+impl Access {
+    /// Whether a caller known as `identity` (`None`: anonymous) may run the handler.
+    pub fn admits(&self, identity: Option<&str>) -> bool {
+        match (&self.allow, identity) {
+            (None, _) => true,
+            (Some(allow), Some(identity)) => allow.contains(identity),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// The environment variable a handler with `pass_identity` finds its caller's identity in.
+pub const IDENTITY_VAR: &str = "TCPY_IDENTITY";
 
 /// A read-only view of a host directory, opened when the grant was taken.
 #[derive(Debug, Clone)]
@@ -152,6 +177,13 @@ impl Sandbox {
         if let Some(dir) = &self.dir {
             grants.push(format!("dir {} at {} (read-only)", dir.host.display(), dir.guest));
         }
+        if let Some(allow) = &self.access.allow {
+            let names: Vec<&str> = allow.iter().map(String::as_str).collect();
+            grants.push(format!("only for [{}]", names.join(", ")));
+        }
+        if self.access.pass_identity {
+            grants.push(format!("the caller's identity in {IDENTITY_VAR}"));
+        }
         if grants.is_empty() {
             "none".to_owned()
         } else {
@@ -159,9 +191,10 @@ impl Sandbox {
         }
     }
 
-    /// A WASI context for one request of `command`: stdout and stderr go to the log,
-    /// sockets are refused, and only what this sandbox grants is there.
-    pub(super) fn wasi(&self, command: &Arc<str>) -> wasmtime::Result<WasiCtx> {
+    /// A WASI context for one request of `command` by `caller`: stdout and stderr go to
+    /// the log, sockets are refused, and only what this sandbox grants is there (the
+    /// caller's identity too, if it asks for it).
+    pub(super) fn wasi(&self, command: &Arc<str>, caller: Option<&str>) -> wasmtime::Result<WasiCtx> {
         let budget = OutputBudget::new(command.clone());
         let mut builder = WasiCtxBuilder::new();
         builder
@@ -172,6 +205,11 @@ impl Sandbox {
             .allow_ip_name_lookup(false);
         for (name, value) in &self.env {
             builder.env(name, value);
+        }
+        if self.access.pass_identity
+            && let Some(caller) = caller
+        {
+            builder.env(IDENTITY_VAR, caller);
         }
         if let Some(dir) = &self.dir {
             builder.preopened_dir(dir.preopen_path(command)?, &dir.guest, FsPerms::ReadOnly)?;

@@ -33,20 +33,21 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    /// The state of one request of `command` in `sandbox`.
+    /// The state of one request of `command` by `caller` in `sandbox`.
     ///
     /// # Errors
     /// Fails if a granted directory can no longer be opened.
     pub(super) fn new(
         command: &Arc<str>,
         sandbox: &Sandbox,
+        caller: Option<&str>,
         conversation: Box<dyn Conversation>,
         max_message: usize,
         waiting: Arc<Semaphore>,
     ) -> wasmtime::Result<Self> {
         Ok(Self {
             command: command.clone(),
-            wasi: sandbox.wasi(command)?,
+            wasi: sandbox.wasi(command, caller)?,
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(sandbox.limits.max_memory),
             conversation,

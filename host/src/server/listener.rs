@@ -12,7 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use super::Server;
 use crate::connection;
+use crate::dispatch::Session;
+use crate::metrics::Verdict;
 use crate::status::Phase;
+use crate::tls::identity_of;
 
 /// How long to wait before accepting again after `accept` fails (e.g. out of file
 /// descriptors): retrying at once would spin.
@@ -134,6 +137,11 @@ impl Accepting<'_> {
         }
         let server = Arc::clone(self.server);
         let Some(slot) = server.admit_connection() else {
+            if server.tls().is_some() {
+                // A `busy` answer would need a handshake first: not for a flood.
+                tracing::debug!(%peer, "too many connections; closed without answer (TLS)");
+                return;
+            }
             let Ok(permit) = Arc::clone(&self.refusing).try_acquire_owned() else {
                 tracing::debug!(%peer, "too many connections; closed without answer");
                 return;
@@ -147,9 +155,38 @@ impl Accepting<'_> {
         let (closing, aborting) = (self.closing.clone(), self.aborting.clone());
         self.tracker.spawn(async move {
             let _open = server.status().metrics().connection_opened();
+            let serve = async {
+                let settings = server.connection_settings();
+                let Some(tls) = server.tls() else {
+                    return connection::serve(stream, Session::new(peer, None), settings, closing).await;
+                };
+                let handshake = tls.acceptor().accept(stream);
+                match tokio::time::timeout(settings.limits.read_timeout, handshake).await {
+                    Ok(Ok(stream)) => {
+                        server.status().metrics().tls_handshake(Verdict::Ok);
+                        let identity = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .and_then(identity_of)
+                            .map(Into::into);
+                        connection::serve(stream, Session::new(peer, identity), settings, closing).await;
+                    }
+                    Ok(Err(error)) => {
+                        server.status().metrics().tls_handshake(Verdict::Failed);
+                        tracing::info!(%peer, %error, "TLS handshake failed; connection dropped");
+                    }
+                    Err(_elapsed) => {
+                        server.status().metrics().tls_handshake(Verdict::Failed);
+                        let limit_ms = settings.limits.read_timeout.as_millis() as u64;
+                        tracing::info!(%peer, limit_ms, "TLS handshake not done within the read timeout; connection dropped");
+                    }
+                }
+            };
             tokio::select! {
                 () = aborting.cancelled() => tracing::warn!(%peer, "connection cut off at shutdown"),
-                () = connection::serve(stream, peer, server.connection_settings(), closing) => {}
+                () = serve => {}
             }
             drop(slot);
         });

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use listener::{Shutdown, run};
 
+use crate::auth::Tokens;
 use crate::connection::{ConnectionLimits, Settings};
 use crate::dispatch::Dispatcher;
 use crate::loader;
@@ -17,6 +18,7 @@ use crate::metrics::LoadResult;
 use crate::registry::Registry;
 use crate::runtime::{Limits, LoadError, Runtime};
 use crate::status::Status;
+use crate::tls::Tls;
 
 /// Everything connections share: the handlers, the dispatcher that runs them, the cap
 /// on open connections, and the status the admin port reports.
@@ -29,6 +31,8 @@ pub struct Server {
     /// One permit per connection that may be open.
     connections: Arc<Semaphore>,
     status: Arc<Status>,
+    /// If set, every connection is TLS.
+    tls: Option<Arc<Tls>>,
 }
 
 /// Why a server could not be set up.
@@ -85,7 +89,25 @@ impl Server {
             connections: Arc::new(Semaphore::new(connection_limits.max_connections as usize)),
             connection_limits,
             status,
+            tls: None,
         })
+    }
+
+    /// Serves every connection over TLS with `tls`.
+    pub fn with_tls(mut self, tls: Arc<Tls>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Asks every connection for one of `tokens` first.
+    pub fn with_tokens(mut self, tokens: Arc<Tokens>) -> Self {
+        self.dispatcher = self.dispatcher.with_tokens(tokens);
+        self
+    }
+
+    /// The TLS connections are served with, if any.
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     /// Also serves the native baseline: `add` and `echo` as plain Rust functions,
