@@ -62,6 +62,16 @@ impl Client {
         self.map(|inner| inner.with_max_message(max_message))
     }
 
+    /// Connects over TLS, as [`crate::Client::with_tls`].
+    pub fn with_tls(self, tls: crate::TlsConfig) -> Self {
+        self.map(|inner| inner.with_tls(tls))
+    }
+
+    /// Authenticates with `token`, as [`crate::Client::with_token`].
+    pub fn with_token(self, token: impl Into<String>) -> Self {
+        self.map(|inner| inner.with_token(token))
+    }
+
     /// The host and port, as [`crate::Client::addr`].
     pub fn addr(&self) -> String {
         self.inner.addr()

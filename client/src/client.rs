@@ -10,13 +10,18 @@ use tcpy_protocol::{
 };
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
 use tokio_util::codec::Framed;
+use tokio_util::either::Either;
 
 use crate::error::{ClientError, Operation};
-use crate::{Conversation, DEFAULT_TIMEOUT};
+use crate::{Conversation, DEFAULT_TIMEOUT, TlsConfig};
 
-/// A connection in frame mode.
-pub(crate) type Connection = Framed<TcpStream, WireCodec>;
+/// A connection in frame mode, over TCP or TLS.
+pub(crate) type Connection = Framed<Either<TcpStream, TlsStream<TcpStream>>, WireCodec>;
+
+/// The command that authenticates a connection to a host that asks for tokens.
+const AUTH: &str = "auth";
 
 /// An async client of a tcpy host.
 ///
@@ -44,6 +49,8 @@ pub struct Client {
     timeout: Duration,
     encoding: Encoding,
     max_message: usize,
+    tls: Option<TlsConfig>,
+    token: Option<String>,
     pub(crate) connection: Option<Connection>,
 }
 
@@ -65,8 +72,23 @@ impl Client {
             timeout: DEFAULT_TIMEOUT,
             encoding: Encoding::Json,
             max_message: DEFAULT_MAX_MESSAGE,
+            tls: None,
+            token: None,
             connection: None,
         }
+    }
+
+    /// Connects over TLS with `tls` (the host must run with `--tls-cert`).
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Authenticates every new connection with `token` (the host must run with
+    /// `--auth-tokens`): `{"cmd": "auth", "token": …}` is its first message.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
     }
 
     /// Sets the timeout of each step: connecting, sending one message, and waiting for
@@ -307,10 +329,36 @@ impl Client {
         // Requests are small and answered one at a time: waiting to coalesce them
         // (Nagle) only adds latency.
         stream.set_nodelay(true).map_err(ClientError::Io)?;
-        Ok(Framed::new(
-            stream,
-            WireCodec::new(Framing::Frame, self.max_message),
-        ))
+        let stream = match &self.tls {
+            None => Either::Left(stream),
+            Some(tls) => {
+                let (connector, name) = tls.connector(&self.host)?;
+                match timeout(self.timeout, connector.connect(name, stream)).await {
+                    Ok(Ok(stream)) => Either::Right(stream),
+                    Ok(Err(error)) => {
+                        return Err(ClientError::Tls(format!("handshake with {addr}: {error}")));
+                    }
+                    Err(_) => {
+                        return Err(ClientError::Timeout {
+                            operation: Operation::Connect { addr },
+                            after: self.timeout,
+                        });
+                    }
+                }
+            }
+        };
+        let mut connection = Framed::new(stream, WireCodec::new(Framing::Frame, self.max_message));
+        if let Some(token) = &self.token {
+            let mut auth = Object::new();
+            auth.insert("cmd".to_owned(), Value::String(AUTH.to_owned()));
+            auth.insert("token".to_owned(), Value::String(token.clone()));
+            write(&mut connection, self.encode(&auth)?, self.timeout).await?;
+            let answer = read(&mut connection, self.timeout).await?;
+            if answer.get("success") != Some(&Value::Bool(true)) {
+                return Err(ClientError::server(answer));
+            }
+        }
+        Ok(connection)
     }
 }
 

@@ -23,6 +23,10 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// TLS could not be set up: a certificate or key file cannot be used, or the
+    /// handshake with the host failed (its certificate is not trusted, …).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// An established connection failed.
     #[error("connection failed")]
     Io(#[source] std::io::Error),

@@ -32,6 +32,7 @@ pub mod blocking;
 mod client;
 mod conversation;
 mod error;
+mod tls;
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ pub use client::Client;
 pub use conversation::{Conversation, Turn};
 pub use error::{ClientError, Operation, ServerCode};
 pub use tcpy_protocol::{DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, ErrorCode, Object};
+pub use tls::TlsConfig;
 
 /// How long a client waits for each step (connecting, sending one message, receiving
 /// one message) unless told otherwise with [`Client::with_timeout`].

@@ -1,13 +1,16 @@
 //! `tcpy`: runs one command on a tcpy host and prints every message it sends.
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::Value;
-use tcpy_client::{Client, ClientError, DEFAULT_HOST, DEFAULT_PORT, Encoding, Object, Operation, Turn};
+use tcpy_client::{
+    Client, ClientError, DEFAULT_HOST, DEFAULT_PORT, Encoding, Object, Operation, TlsConfig, Turn,
+};
 use tokio::sync::mpsc;
 
 const EXAMPLES: &str = "\
@@ -38,6 +41,21 @@ struct Args {
     /// Send msgpack bodies, as tcpy 0.0.x clients did, instead of JSON.
     #[arg(long)]
     msgpack: bool,
+    /// Connect over TLS, trusting host certificates signed by a CA in this PEM bundle.
+    #[arg(long, value_name = "PEM", env = "TCPY_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: present this client certificate chain (PEM) to the host.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_ca", "tls_key"], env = "TCPY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert", env = "TCPY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-ca: the name the host's certificate must carry [default: --host].
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+    /// Authenticate with this token (hosts run with --auth-tokens ask for one).
+    #[arg(long, env = "TCPY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The params as one JSON object; KEY=VALUE words are added to it.
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
@@ -92,6 +110,17 @@ async fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut client = Client::new(args.host, args.port)
         .with_timeout(args.timeout)
         .with_encoding(encoding);
+    if let Some(ca) = &args.tls_ca {
+        let own = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+        let mut tls = TlsConfig::from_pem_files(ca, own)?;
+        if let Some(name) = &args.tls_server_name {
+            tls = tls.with_server_name(name)?;
+        }
+        client = client.with_tls(tls);
+    }
+    if let Some(token) = args.token {
+        client = client.with_token(token);
+    }
     let mut conversation = client.conversation(&args.cmd, params).await?;
     let mut input = if args.talk {
         Some(read_stdin())

@@ -13,4 +13,5 @@ mod load;
 mod manifests;
 mod operations;
 mod requests;
+mod security;
 mod shutdown;

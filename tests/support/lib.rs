@@ -1,6 +1,7 @@
 //! Test support: a real tcpy host on 127.0.0.1 port 0 serving the built handlers,
 //! and small raw-socket clients for both framings.
 
+pub mod certs;
 pub mod hostile;
 pub mod http;
 pub mod logs;
