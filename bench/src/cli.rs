@@ -66,6 +66,14 @@ pub struct Args {
     /// No progress line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Connect over TLS, trusting host certificates signed by the CA in this PEM file
+    /// (the host's certificate must name `localhost`).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// One request per connection: close and reconnect after each answer, to measure
+    /// connection set-up (with --tls-ca, TLS handshakes per second).
+    #[arg(long)]
+    pub churn: bool,
     /// Threads of the load generator's async runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -173,6 +181,8 @@ impl Args {
             None => success(),
         };
         plan.response_timeout = self.timeout;
+        plan.tls_ca = self.tls_ca.clone();
+        plan.churn = self.churn;
         plan.progress = !self.quiet;
         Ok(plan)
     }

@@ -17,8 +17,15 @@ mod progress;
 mod report;
 mod worker;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 pub use plan::{Plan, PlanError, Stop};
 pub use report::{Latency, Report};
@@ -47,6 +54,58 @@ pub enum BenchError {
     /// The request cannot be encoded.
     #[error("cannot encode the request: {0}")]
     Encode(#[from] tcpy_protocol::EncodeError),
+    /// The TLS CA file cannot be used, or a handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A connection to the host: TCP, or TLS over it.
+pub(crate) type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// How connections are opened.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Connector {
+    fn new(plan: &Plan) -> Result<Self, BenchError> {
+        let tls = plan.tls_ca.as_deref().map(tls_connector).transpose()?;
+        Ok(Self { addr: plan.addr, tls })
+    }
+
+    /// Opens one connection, with its TLS handshake if any.
+    pub(crate) async fn open(&self) -> Result<Stream, BenchError> {
+        let addr = self.addr;
+        let tcp = connect(addr).await?;
+        let Some(tls) = &self.tls else {
+            return Ok(Either::Left(tcp));
+        };
+        let name = ServerName::try_from("localhost").map_err(|error| BenchError::Tls(error.to_string()))?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp)).await {
+            Ok(Ok(stream)) => Ok(Either::Right(stream)),
+            Ok(Err(error)) => Err(BenchError::Tls(format!("handshake with {addr}: {error}"))),
+            Err(_) => Err(BenchError::Tls(format!("handshake with {addr} timed out"))),
+        }
+    }
+}
+
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, BenchError> {
+    let bad = |error: String| BenchError::Tls(format!("`{}`: {error}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|error| bad(error.to_string()))? {
+        roots
+            .add(cert.map_err(|error| bad(error.to_string()))?)
+            .map_err(|error| bad(error.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| bad(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// Opens the plan's connections, sends its requests and reports what came back.
@@ -57,9 +116,10 @@ pub enum BenchError {
 pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
     plan.validate()?;
     let message = tcpy_protocol::Message::encode(&plan.request(), plan.encoding)?;
+    let connector = Connector::new(plan)?;
     let mut streams = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
-        streams.push(connect(plan.addr).await?);
+        streams.push(connector.open().await?);
     }
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
@@ -80,8 +140,13 @@ pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
                 measure_from,
                 budget: Arc::clone(&budget),
                 counters: Arc::clone(&counters),
+                one_request: plan.churn,
             };
-            tokio::spawn(worker::drive(stream, job))
+            if plan.churn {
+                tokio::spawn(worker::churn(stream, connector.clone(), job))
+            } else {
+                tokio::spawn(worker::drive(stream, job))
+            }
         })
         .collect();
     let mut outcome = Outcome::default();
@@ -103,8 +168,8 @@ pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
     ))
 }
 
-async fn connect(addr: std::net::SocketAddr) -> Result<tokio::net::TcpStream, BenchError> {
-    let connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+async fn connect(addr: SocketAddr) -> Result<TcpStream, BenchError> {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
     let stream = connected.map_err(|source| BenchError::Connect { addr, source })?;

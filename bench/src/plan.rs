@@ -51,6 +51,12 @@ pub struct Plan {
     pub response_timeout: Duration,
     /// Whether to print a progress line to stderr every second.
     pub progress: bool,
+    /// Connect over TLS, trusting host certificates signed by a CA in this PEM file
+    /// (checked as `localhost`).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Each connection sends one request, then closes and a new one is opened: the
+    /// run measures connection set-up (with TLS, the handshake rate).
+    pub churn: bool,
 }
 
 /// Why a plan cannot run.
@@ -92,6 +98,8 @@ impl Plan {
             expect: success(),
             response_timeout: Duration::from_secs(10),
             progress: false,
+            tls_ca: None,
+            churn: false,
         }
     }
 

@@ -9,15 +9,17 @@ use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use tcpy_protocol::{Framing, Message, Object, WireCodec};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
 use crate::progress::Counters;
+use crate::{Connector, Stream};
 
 /// Largest answer accepted; the host's own default limit.
 const MAX_MESSAGE: usize = tcpy_protocol::DEFAULT_MAX_MESSAGE;
 
 /// What one connection sends and checks.
+#[derive(Clone)]
 pub(crate) struct Job {
     pub(crate) message: Message,
     pub(crate) framing: Framing,
@@ -28,6 +30,8 @@ pub(crate) struct Job {
     pub(crate) measure_from: Instant,
     pub(crate) budget: Arc<Budget>,
     pub(crate) counters: Arc<Counters>,
+    /// Whether the connection sends one request only (see [`churn`]).
+    pub(crate) one_request: bool,
 }
 
 /// The requests all connections may still send, shared between them.
@@ -44,6 +48,15 @@ impl Budget {
             until: measure_from + stop.duration,
             remaining: stop.requests.map(AtomicU64::new),
         }
+    }
+
+    /// Whether no request is left at `now`.
+    fn is_spent(&self, now: Instant) -> bool {
+        now >= self.until
+            || self
+                .remaining
+                .as_ref()
+                .is_some_and(|left| now >= self.measure_from && left.load(Ordering::Relaxed) == 0)
     }
 
     /// Takes one request from the budget, if any is left at `now`. Warm-up requests
@@ -153,15 +166,33 @@ fn check(message: &Message, expect: &Object) -> Verdict {
     }
 }
 
-/// Sends requests on `stream` while the budget lasts, then collects the last answers.
-pub(crate) async fn drive(stream: TcpStream, job: Job) -> Outcome {
+/// One connection after another, each opened by `connector` (the first is `stream`)
+/// and sending one request, while the budget lasts.
+pub(crate) async fn churn(stream: Stream, connector: Connector, job: Job) -> Outcome {
+    let mut outcome = drive(stream, job.clone()).await;
+    while !job.budget.is_spent(Instant::now()) {
+        match connector.open().await {
+            Ok(stream) => outcome.merge(drive(stream, job.clone()).await),
+            Err(error) => {
+                outcome.note_failure(error.to_string(), 1);
+                break;
+            }
+        }
+    }
+    outcome
+}
+
+/// Sends requests on `stream` while the budget lasts (one only, for a churning job),
+/// then collects the last answers.
+pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(stream: S, job: Job) -> Outcome {
     let mut framed = Framed::new(stream, WireCodec::new(job.framing, MAX_MESSAGE));
     let mut outcome = Outcome::default();
     // Send times of the requests in flight: answers come back in request order.
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(job.depth);
+    let mut sent_here = 0;
     loop {
         let mut fed = false;
-        while in_flight.len() < job.depth {
+        while in_flight.len() < job.depth && !(job.one_request && sent_here == 1) {
             let now = Instant::now();
             if !job.budget.claim(now) {
                 break;
@@ -171,6 +202,7 @@ pub(crate) async fn drive(stream: TcpStream, job: Job) -> Outcome {
                 return outcome;
             }
             in_flight.push_back(now);
+            sent_here += 1;
             fed = true;
         }
         if fed && let Err(error) = framed.flush().await {

@@ -75,11 +75,7 @@ impl Host {
 
     /// Sends SIGTERM, as an orchestrator stopping the host would.
     fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
-        // SAFETY: kill takes no pointers; the pid is our own child's, not yet reaped.
-        #[allow(unsafe_code)]
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+        send_signal(self, libc::SIGTERM);
     }
 
     /// Waits up to `within` for the process to exit.
@@ -237,4 +233,51 @@ fn sigterm_fails_readyz_at_once_serves_through_the_drain_delay_then_exits() {
         "served for the whole drain delay: exited after {:?}",
         signalled.elapsed()
     );
+}
+
+/// Sends `signal` to the host.
+fn send_signal(host: &Host, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(host.child.id()).expect("a pid");
+    // SAFETY: kill takes no pointers; the pid is our own child's, not yet reaped.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn sighup_reloads_the_tls_files_and_the_tokens_and_does_not_stop_the_host() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(built("test-handlers/add.wasm"), dir.path().join("add.wasm")).expect("copies");
+    let pki = tcpy_tests::certs::Pki::new("exit");
+    let server = pki.server("server", false);
+    let tokens = pki.dir().join("tokens.toml");
+    std::fs::write(&tokens, "ops = \"ops-token-0123456789abc\"\n").expect("writes");
+    let (cert, key) = (
+        server.cert.display().to_string(),
+        server.key.display().to_string(),
+    );
+    let tokens_arg = tokens.display().to_string();
+    let mut host = Host::start(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--auth-tokens",
+            &tokens_arg,
+        ],
+    );
+    host.wait_for("tcpy-host listening", Duration::from_secs(30));
+    send_signal(&host, libc::SIGHUP);
+    let line = host.wait_for("TLS certificate reloaded", Duration::from_secs(5));
+    assert!(line.contains("SIGHUP"), "{line}");
+    host.wait_for("tokens reloaded", Duration::from_secs(5));
+    assert!(
+        host.child.try_wait().expect("waits").is_none(),
+        "SIGHUP does not stop the host"
+    );
+    host.terminate();
+    let status = host.exits_within(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
 }

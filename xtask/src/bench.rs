@@ -27,6 +27,8 @@ const CONVERSATIONS: usize = 100;
 /// more often than Prometheus would, 15 s being usual).
 const ADMIN_CONNECTIONS: usize = 32;
 const SCRAPE_EVERY: Duration = Duration::from_millis(100);
+/// Connections opening and closing at once in the handshake-rate runs.
+const CHURN_CONNECTIONS: usize = 4;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -43,6 +45,9 @@ pub(crate) struct Options {
     /// Print the table only; leave docs/performance.md alone.
     #[arg(long)]
     no_write: bool,
+    /// Measure only TLS against plaintext (and the handshake rate); print, write nothing.
+    #[arg(long)]
+    tls_only: bool,
     /// Measure only the admin port's cost (add with --admin off and on); print, write nothing.
     #[arg(long)]
     admin_only: bool,
@@ -88,11 +93,17 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
         println!("\n{}", render_admin(&admin, options));
         return Ok(());
     }
+    if options.tls_only {
+        let tls = tls_overhead(workspace, &binary, &bench, &handlers, options)?;
+        println!("\n{}", render_tls(&tls, options));
+        return Ok(());
+    }
     let mut host = Host::start(&binary, &handlers, &[])?;
     let end_to_end = end_to_end(&bench, host.addr, options)?;
     let memory = memory(&host).context("memory measurement failed")?;
     host.stop();
     let admin = admin_overhead(&binary, &bench, &handlers, options)?;
+    let tls = tls_overhead(workspace, &binary, &bench, &handlers, options)?;
     let peer = if options.wasmtime_serve {
         wasmtime_serve::measure(workspace, options.rounds, options.seconds)?
     } else {
@@ -102,6 +113,8 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     let mut table = render(&micro, &end_to_end, &memory, &peer, options);
     table.push('\n');
     table.push_str(&render_admin(&admin, options));
+    table.push('\n');
+    table.push_str(&render_tls(&tls, options));
     println!("\n{table}");
     if !options.no_write {
         let doc = workspace.root.join("docs/performance.md");
@@ -254,7 +267,20 @@ fn measure(
     connections: usize,
     options: &Options,
 ) -> Result<Run> {
+    measure_with(bench, addr, cmd, connections, options, &[])
+}
+
+/// [`measure`] with more tcpy-bench options (`--tls-ca`, `--churn`).
+fn measure_with(
+    bench: &Path,
+    addr: SocketAddr,
+    cmd: &'static str,
+    connections: usize,
+    options: &Options,
+    extra: &[&str],
+) -> Result<Run> {
     let output = Command::new(bench)
+        .args(extra)
         .args([
             cmd,
             "x=1",
@@ -329,6 +355,110 @@ fn admin_overhead(
         .map_err(|_| anyhow::anyhow!("the scraper panicked"))??;
     eprintln!("{scrapes} scrapes of /metrics during the runs");
     Ok(rounds)
+}
+
+/// TLS against plaintext: `add` over [`ADMIN_CONNECTIONS`] persistent connections,
+/// and one request per new connection over [`CHURN_CONNECTIONS`] (the handshake rate),
+/// interleaved, `rounds` times.
+struct TlsRound {
+    plain: f64,
+    tls: f64,
+    plain_connections: f64,
+    tls_handshakes: f64,
+}
+
+fn tls_overhead(
+    workspace: &Workspace,
+    binary: &Path,
+    bench: &Path,
+    handlers: &Path,
+    options: &Options,
+) -> Result<Vec<TlsRound>> {
+    let dir = workspace.target.join("bench-tls");
+    let (ca, cert, key) = make_certificates(&dir)?;
+    let plain = Host::start(binary, handlers, &[])?;
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let tls = Host::start(binary, handlers, &["--tls-cert", &cert, "--tls-key", &key])?;
+    let ca = ca.display().to_string();
+    let secure = ["--tls-ca", ca.as_str()];
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        eprintln!(
+            "round {round}: add over {ADMIN_CONNECTIONS} connections, plaintext then TLS; then one request per connection…"
+        );
+        let plain_run = measure(bench, plain.addr, "add", ADMIN_CONNECTIONS, options)?;
+        let tls_run = measure_with(bench, tls.addr, "add", ADMIN_CONNECTIONS, options, &secure)?;
+        let plain_churn = measure_with(bench, plain.addr, "add", CHURN_CONNECTIONS, options, &["--churn"])?;
+        let tls_churn = measure_with(
+            bench,
+            tls.addr,
+            "add",
+            CHURN_CONNECTIONS,
+            options,
+            &["--churn", secure[0], secure[1]],
+        )?;
+        rounds.push(TlsRound {
+            plain: plain_run.req_per_s,
+            tls: tls_run.req_per_s,
+            plain_connections: plain_churn.req_per_s,
+            tls_handshakes: tls_churn.req_per_s,
+        });
+    }
+    Ok(rounds)
+}
+
+/// A CA and a certificate for `localhost` signed by it, written into `dir`:
+/// (CA, certificate, key) paths.
+fn make_certificates(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "tcpy bench CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?.signed_by(&key, &ca)?;
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
+}
+
+/// The TLS comparison as a table.
+fn render_tls(rounds: &[TlsRound], options: &Options) -> String {
+    let mut out = format!(
+        "TLS (rustls, ring, TLS 1.3, the host's default) against plaintext, {} s per run, interleaved: `add` over \
+         {ADMIN_CONNECTIONS} persistent connections, and one `add` per new connection over {CHURN_CONNECTIONS} \
+         connections at a time (connection set-up; with TLS, the handshake rate):\n\n\
+         | round | plaintext req/s | TLS req/s | TLS / plaintext | new connections/s | TLS handshakes/s |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+        options.seconds
+    );
+    let mut ratios = Vec::new();
+    for (index, round) in rounds.iter().enumerate() {
+        ratios.push(round.tls / round.plain);
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.0} |\n",
+            index + 1,
+            round.plain,
+            round.tls,
+            100.0 * round.tls / round.plain,
+            round.plain_connections,
+            round.tls_handshakes
+        ));
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        out.push_str(&format!(
+            "\nMedian TLS / plaintext: {:.1} % (target: at least 80 %).\n",
+            100.0 * median
+        ));
+    }
+    out
 }
 
 /// Resident memory per idle connection and per conversation waiting in `recv()`.
