@@ -44,6 +44,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     // once; once listening, the first starts the drain and a second exits.
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
+    // NB: SIGHUP is ours from the first moment: its default action would end the host.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let status = Status::new();
     let reloadable = Arc::new(Reloadable {
         tls: match cli.tls_files() {
@@ -65,6 +69,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         },
         status: Arc::clone(&status),
     });
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(hangups, Arc::clone(&reloadable)));
     // The admin port is up first, so /livez answers (and /readyz says "loading")
     // while the handlers compile.
     if let Some(admin) = &cli.admin {
@@ -100,7 +106,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let _reloads = if reloadable.is_empty() {
         None
     } else {
-        tokio::spawn(reload_on_sighup(Arc::clone(&reloadable)));
         Some(
             Arc::clone(&reloadable)
                 .watch()
@@ -149,22 +154,15 @@ async fn load(cli: &Cli, status: Arc<Status>, reloadable: &Reloadable) -> anyhow
 }
 
 /// Reloads the TLS and tokens files on every SIGHUP.
-async fn reload_on_sighup(reloadable: Arc<Reloadable>) {
-    #[cfg(unix)]
-    {
-        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGHUP; files are still reloaded when they change");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
+#[cfg(unix)]
+async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloadable: Arc<Reloadable>) {
+    while hangups.recv().await.is_some() {
+        if reloadable.is_empty() {
+            tracing::info!("SIGHUP: nothing to reload (handlers are followed by hot swap)");
+        } else {
             reloadable.reload("SIGHUP").await;
         }
     }
-    #[cfg(not(unix))]
-    drop(reloadable);
 }
 
 /// Cancels `stop` on the first Ctrl-C or SIGTERM; a second one exits at once.

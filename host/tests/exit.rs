@@ -205,7 +205,14 @@ fn sigterm_fails_readyz_at_once_serves_through_the_drain_delay_then_exits() {
     let admin = Host::address(&host.wait_for("admin port", Duration::from_secs(30)));
     let listening = Host::address(&host.wait_for("tcpy-host listening", Duration::from_secs(30)));
     assert_eq!(admin_get(admin, "/livez").0, 200);
-    let (status, body) = admin_get(admin, "/readyz");
+    // Ready a moment after the listening line, once the accept loop runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut status, mut body) = admin_get(admin, "/readyz");
+    while status != 200 && Instant::now() < deadline {
+        assert!(body.contains("\"phase\":\"loading\""), "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+        (status, body) = admin_get(admin, "/readyz");
+    }
     assert_eq!(status, 200, "{body}");
 
     let signalled = Instant::now();
