@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod clients;
 mod fuzz;
 mod languages;
 mod system;
@@ -75,7 +76,13 @@ fn main() -> Result<ExitCode> {
             workspace.build_handlers()?;
             let mut command = workspace.cargo();
             command.args(["test", "--workspace"]).args(args);
-            status_of(command, "the tests")
+            let status = status_of(command, "the tests")?;
+            if status != ExitCode::SUCCESS {
+                return Ok(status);
+            }
+            // The Python and JavaScript clients' suites, against the host it built.
+            clients::test(&workspace)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
