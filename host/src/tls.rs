@@ -58,7 +58,7 @@ pub enum TlsError {
         what: String,
     },
     /// rustls refuses the combination (a key that does not match the certificate, …).
-    #[error("cannot use `{}` with `{}`: {source}", escaped_path(cert), escaped_path(key))]
+    #[error("cannot use `{}` with `{}`", escaped_path(cert), escaped_path(key))]
     Config {
         /// The certificate file.
         cert: PathBuf,

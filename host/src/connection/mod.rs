@@ -4,7 +4,6 @@
 mod conversation;
 mod transport;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +69,6 @@ pub(crate) async fn serve<S: Stream>(
     settings: Settings<'_>,
     closing: CancellationToken,
 ) {
-    let peer = session.peer();
     let Settings {
         limits,
         max_message,
@@ -78,12 +76,12 @@ pub(crate) async fn serve<S: Stream>(
     } = settings;
     let transport = Transport::new(stream, max_message, limits.read_timeout, limits.write_timeout);
     let transport = Arc::new(Mutex::new(transport));
-    tracing::debug!(%peer, "connection opened");
+    tracing::debug!("connection opened");
     loop {
         let next = tokio::select! {
             biased;
             () = closing.cancelled() => {
-                say_shutting_down(&mut *transport.lock().await, peer, dispatcher).await;
+                say_shutting_down(&mut *transport.lock().await, dispatcher).await;
                 break;
             }
             next = async { transport.lock().await.read(limits.idle_timeout).await } => next,
@@ -93,7 +91,7 @@ pub(crate) async fn serve<S: Stream>(
             Ok(None) => break,
             Err(error) => {
                 // Every read error ends the connection; most are worth a last word.
-                if let Some(last_word) = last_word(&error, peer) {
+                if let Some(last_word) = last_word(&error) {
                     let mut transport = transport.lock().await;
                     let encoding = transport.last_encoding();
                     let _ = transport.write_object(&last_word, encoding).await;
@@ -120,7 +118,7 @@ pub(crate) async fn serve<S: Stream>(
         let reply = dispatcher.dispatch(message, &mut session, conversation).await;
         let mut transport = transport.lock().await;
         if let Err(error) = transport.write_object(&reply.object, encoding).await {
-            tracing::debug!(%peer, %error, "cannot write response");
+            tracing::debug!(%error, "cannot write response");
             break;
         }
         if reply.close || transport.is_broken() {
@@ -128,7 +126,7 @@ pub(crate) async fn serve<S: Stream>(
         }
     }
     transport.lock().await.close().await;
-    tracing::debug!(%peer, "connection closed");
+    tracing::debug!("connection closed");
 }
 
 /// The answer to a request that arrives while the host is closing.
@@ -144,11 +142,7 @@ fn shutting_down(dispatcher: &Dispatcher) -> Object {
 /// if there was none, one unasked `shutting_down` is its last word (as `idle_timeout`
 /// is for an idle connection), which answers whatever request crosses it. A client
 /// that has sent nothing yet has `REFUSAL_WAIT` to send its first request.
-async fn say_shutting_down<S: Stream>(
-    transport: &mut Transport<S>,
-    peer: SocketAddr,
-    dispatcher: &Dispatcher,
-) {
+async fn say_shutting_down<S: Stream>(transport: &mut Transport<S>, dispatcher: &Dispatcher) {
     if !transport.has_spoken() {
         match transport.read(REFUSAL_WAIT).await {
             Ok(Some(message)) => {
@@ -156,7 +150,7 @@ async fn say_shutting_down<S: Stream>(
                     .write_object(&shutting_down(dispatcher), message.encoding)
                     .await;
             }
-            _ => tracing::debug!(%peer, "closed at shutdown before its first request"),
+            _ => tracing::debug!("closed at shutdown before its first request"),
         }
         return;
     }
@@ -169,7 +163,7 @@ async fn say_shutting_down<S: Stream>(
         );
         let _ = transport.write_object(&word, encoding).await;
     }
-    tracing::debug!(%peer, answered, "connection closed at shutdown");
+    tracing::debug!(answered, "connection closed at shutdown");
 }
 
 /// Answers every request already buffered whole with `shutting_down`; how many, or
@@ -188,26 +182,29 @@ async fn answer_buffered<S: Stream>(transport: &mut Transport<S>, dispatcher: &D
 
 /// The last word a client is told before its connection closes for `error`, logged
 /// once; `None` when there is nobody to tell (the connection failed).
-fn last_word(error: &ReadError, peer: SocketAddr) -> Option<Object> {
+fn last_word(error: &ReadError) -> Option<Object> {
     match error {
         ReadError::Quiet(idle) => {
-            tracing::debug!(%peer, idle_ms = idle.as_millis() as u64, "idle connection closed");
+            tracing::debug!(idle_ms = idle.as_millis() as u64, "idle connection closed");
             let message = format!("no request for {idle:?}; closing the connection");
             Some(error_response(ErrorCode::IdleTimeout, message))
         }
         ReadError::Stalled(limit) => {
-            tracing::warn!(%peer, limit_ms = limit.as_millis() as u64, "message not finished in time; closing connection");
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "message not finished in time; closing connection"
+            );
             let message =
                 format!("message not finished within the read timeout of {limit:?}; closing the connection");
             Some(error_response(ErrorCode::ReadTimeout, message))
         }
         ReadError::Codec(CodecError::TooLarge { max }) => {
-            tracing::warn!(%peer, max, "message too large; closing connection");
+            tracing::warn!(max, "message too large; closing connection");
             let message = format!("message exceeds the limit of {max} bytes");
             Some(error_response(ErrorCode::TooLarge, message))
         }
         ReadError::Codec(error) => {
-            tracing::debug!(%peer, %error, "connection failed");
+            tracing::debug!(%error, "connection failed");
             None
         }
     }
@@ -215,9 +212,12 @@ fn last_word(error: &ReadError, peer: SocketAddr) -> Option<Object> {
 
 /// Answers a connection over the limit with `busy`, in the framing of the request it
 /// sends (if it sends one soon), then closes it.
-pub(crate) async fn refuse<S: Stream>(stream: S, peer: SocketAddr, settings: Settings<'_>) {
+pub(crate) async fn refuse<S: Stream>(stream: S, settings: Settings<'_>) {
     let limits = settings.limits;
-    tracing::warn!(%peer, max_connections = limits.max_connections, "busy: too many connections");
+    tracing::warn!(
+        max_connections = limits.max_connections,
+        "busy: too many connections"
+    );
     let mut transport = Transport::new(stream, settings.max_message, REFUSAL_WAIT, limits.write_timeout);
     let encoding: Encoding = match transport.read(REFUSAL_WAIT).await {
         Ok(Some(message)) => message.encoding,

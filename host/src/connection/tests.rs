@@ -2,7 +2,6 @@
 //! last words, with a real dispatcher (no handlers, so every command is unknown).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +52,7 @@ impl Served {
             max_message: 1 << 20,
             dispatcher: dispatcher(),
         };
-        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 4242));
-        let server = tokio::spawn(serve(stream, Session::new(peer, None), settings, closing.clone()));
+        let server = tokio::spawn(serve(stream, Session::new(None), settings, closing.clone()));
         Self {
             client: BufReader::new(client),
             closing,

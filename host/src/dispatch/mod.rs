@@ -92,7 +92,6 @@ impl Dispatcher {
         conversation: impl FnOnce() -> Box<dyn Conversation>,
     ) -> Reply {
         let started = Instant::now();
-        let peer = session.peer();
         let request = match message.decode() {
             Ok(object) => Request::from_object(object).map_err(|error| error.to_string()),
             Err(error) => Err(error.to_string()),
@@ -105,7 +104,7 @@ impl Dispatcher {
         let request = match request {
             Ok(request) => request,
             Err(reason) => {
-                tracing::debug!(%peer, %reason, "bad request");
+                tracing::debug!(%reason, "bad request");
                 return self.refuse(ErrorCode::BadRequest, reason).into();
             }
         };
@@ -113,7 +112,7 @@ impl Dispatcher {
             // The name is the client's: a short, escaped prefix of it, in the log and
             // in the answer (echoing all of a 1 MiB name would not fit a response).
             let shown = escaped(&request.cmd, MAX_ECHO);
-            tracing::debug!(%peer, cmd = %shown, "unknown command");
+            tracing::debug!(cmd = %shown, "unknown command");
             return self
                 .refuse(ErrorCode::UnknownCommand, format!("unknown command `{shown}`"))
                 .into();
@@ -121,13 +120,13 @@ impl Dispatcher {
         let cmd = command.name();
         let identity = session.identity();
         if !command.admits(identity) {
-            tracing::warn!(%peer, cmd, identity, "forbidden: not on the handler's access list");
+            tracing::warn!(cmd, identity, "forbidden: not on the handler's access list");
             self.account(cmd, Outcome::Host(ErrorCode::Forbidden), started);
             let who = identity.map_or_else(|| "an anonymous caller".to_owned(), |id| format!("`{id}`"));
             return error_response(ErrorCode::Forbidden, format!("{who} may not run `{cmd}`")).into();
         }
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, cmd, "busy: too many requests in flight");
+            tracing::warn!(cmd, "busy: too many requests in flight");
             self.account(cmd, Outcome::Host(ErrorCode::Busy), started);
             return error_response(ErrorCode::Busy, "too many requests in flight; try again later").into();
         };
@@ -144,13 +143,13 @@ impl Dispatcher {
                 } else {
                     Outcome::Error
                 };
-                tracing::debug!(%peer, cmd, identity, elapsed_us, %outcome, "request served");
+                tracing::debug!(cmd, identity, elapsed_us, %outcome, "request served");
                 self.account(cmd, outcome, started);
                 response.into()
             }
             Err(error) => {
                 let code = error.code();
-                tracing::warn!(%peer, cmd, identity, elapsed_us, outcome = %code, %error, "request failed");
+                tracing::warn!(cmd, identity, elapsed_us, outcome = %code, %error, "request failed");
                 self.account(cmd, Outcome::Host(code), started);
                 error_response(code, error.to_string()).into()
             }
@@ -161,20 +160,19 @@ impl Dispatcher {
     /// `{"cmd": "auth", "token": "…"}` with a good token is answered with the identity
     /// it names; anything else is `unauthorized`, and the connection closes.
     fn authenticate(&self, request: Option<Request>, tokens: &Tokens, session: &mut Session) -> Reply {
-        let peer = session.peer();
         let token = request
             .as_ref()
             .filter(|request| request.cmd == AUTH)
             .and_then(|request| request.params.get("token"))
             .and_then(Value::as_str);
         let Some(token) = token else {
-            tracing::warn!(%peer, "unauthorized: the first message is not `auth` with a token");
+            tracing::warn!("unauthorized: the first message is not `auth` with a token");
             let message = format!("this host needs {{\"cmd\": \"{AUTH}\", \"token\": \"…\"}} first");
             return self.refuse_and_close(ErrorCode::Unauthorized, message);
         };
         match tokens.identify(token) {
             Some(identity) => {
-                tracing::debug!(%peer, identity = %identity, "authenticated");
+                tracing::debug!(identity = %identity, "authenticated");
                 let mut answer = Object::new();
                 answer.insert("success".to_owned(), Value::Bool(true));
                 answer.insert("identity".to_owned(), Value::String(identity.to_string()));
@@ -182,7 +180,7 @@ impl Dispatcher {
                 answer.into()
             }
             None => {
-                tracing::warn!(%peer, "unauthorized: unknown token");
+                tracing::warn!("unauthorized: unknown token");
                 self.refuse_and_close(ErrorCode::Unauthorized, "unknown token")
             }
         }

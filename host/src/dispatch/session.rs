@@ -1,31 +1,23 @@
 //! Who is on the other end of a connection, as far as the host knows.
 
-use std::net::SocketAddr;
-
 use crate::auth::Identity;
 
-/// One connection's caller: where it connects from, and who it has shown it is.
-#[derive(Debug, Clone)]
+/// One connection's caller: who it has shown it is. (Where it connects from is in the
+/// connection's log span.)
+#[derive(Debug, Clone, Default)]
 pub struct Session {
-    peer: SocketAddr,
     identity: Option<Identity>,
     /// Whether it has sent a good token (when the host asks for tokens).
     authenticated: bool,
 }
 
 impl Session {
-    /// A session from `peer`, known as `identity` if its client certificate names one.
-    pub fn new(peer: SocketAddr, identity: Option<Identity>) -> Self {
+    /// A session known as `identity` if its client certificate names one.
+    pub fn new(identity: Option<Identity>) -> Self {
         Self {
-            peer,
             identity,
             authenticated: false,
         }
-    }
-
-    /// Where the client connects from.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
     }
 
     /// Who the caller is, if the host knows.

@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::Server;
 use crate::connection;
@@ -146,49 +147,63 @@ impl Accepting<'_> {
                 tracing::debug!(%peer, "too many connections; closed without answer");
                 return;
             };
-            self.tracker.spawn(async move {
-                connection::refuse(stream, peer, server.connection_settings()).await;
-                drop(permit);
-            });
+            let span = tracing::info_span!("connection", %peer);
+            self.tracker.spawn(
+                async move {
+                    connection::refuse(stream, server.connection_settings()).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
             return;
         };
         let (closing, aborting) = (self.closing.clone(), self.aborting.clone());
-        self.tracker.spawn(async move {
-            let _open = server.status().metrics().connection_opened();
-            let serve = async {
-                let settings = server.connection_settings();
-                let Some(tls) = server.tls() else {
-                    return connection::serve(stream, Session::new(peer, None), settings, closing).await;
-                };
-                let handshake = tls.acceptor().accept(stream);
-                match tokio::time::timeout(settings.limits.read_timeout, handshake).await {
-                    Ok(Ok(stream)) => {
-                        server.status().metrics().tls_handshake(Verdict::Ok);
-                        let identity = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|certs| certs.first())
-                            .and_then(identity_of)
-                            .map(Into::into);
-                        connection::serve(stream, Session::new(peer, identity), settings, closing).await;
-                    }
-                    Ok(Err(error)) => {
-                        server.status().metrics().tls_handshake(Verdict::Failed);
-                        tracing::info!(%peer, %error, "TLS handshake failed; connection dropped");
-                    }
-                    Err(_elapsed) => {
-                        server.status().metrics().tls_handshake(Verdict::Failed);
-                        let limit_ms = settings.limits.read_timeout.as_millis() as u64;
-                        tracing::info!(%peer, limit_ms, "TLS handshake not done within the read timeout; connection dropped");
-                    }
+        // NB: one span per connection carries the peer into every line logged for it.
+        let span = tracing::info_span!("connection", %peer);
+        self.tracker.spawn(
+            async move {
+                let _open = server.status().metrics().connection_opened();
+                tokio::select! {
+                    () = aborting.cancelled() => tracing::warn!("connection cut off at shutdown"),
+                    () = serve(&server, stream, closing) => {}
                 }
-            };
-            tokio::select! {
-                () = aborting.cancelled() => tracing::warn!(%peer, "connection cut off at shutdown"),
-                () = serve => {}
+                drop(slot);
             }
-            drop(slot);
-        });
+            .instrument(span),
+        );
+    }
+}
+
+/// Serves one admitted connection: its TLS handshake first, if the server serves TLS.
+async fn serve(server: &Server, stream: TcpStream, closing: CancellationToken) {
+    let settings = server.connection_settings();
+    let Some(tls) = server.tls() else {
+        return connection::serve(stream, Session::new(None), settings, closing).await;
+    };
+    let handshake = tls.acceptor().accept(stream);
+    match tokio::time::timeout(settings.limits.read_timeout, handshake).await {
+        Ok(Ok(stream)) => {
+            server.status().metrics().tls_handshake(Verdict::Ok);
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(identity_of)
+                .map(Into::into);
+            connection::serve(stream, Session::new(identity), settings, closing).await;
+        }
+        Ok(Err(error)) => {
+            server.status().metrics().tls_handshake(Verdict::Failed);
+            tracing::info!(%error, "TLS handshake failed; connection dropped");
+        }
+        Err(_elapsed) => {
+            server.status().metrics().tls_handshake(Verdict::Failed);
+            let limit_ms = settings.limits.read_timeout.as_millis() as u64;
+            tracing::info!(
+                limit_ms,
+                "TLS handshake not done within the read timeout; connection dropped"
+            );
+        }
     }
 }
