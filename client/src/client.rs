@@ -204,7 +204,9 @@ impl Client {
     /// [`ClientError::UnexpectedMessage`] if the handler sends a message before its
     /// response; any failure of [`Client::connect`], [`Client::send`] or
     /// [`Client::recv`]. After a failure on the connection (any but invalid params or a
-    /// request too large to send), the client has disconnected.
+    /// request too large to send), the client has disconnected; so it has after an
+    /// answer the host may close the connection behind (`busy`, `too_large`,
+    /// `idle_timeout`, `read_timeout`, `shutting_down`, `unauthorized`).
     pub async fn execute(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
         let request = self.encode(&request(cmd, params.into())?)?;
         let (mut connection, reused) = match self.connection.take() {
@@ -234,7 +236,11 @@ impl Client {
         if !is_response(&response) {
             return Err(ClientError::UnexpectedMessage(response));
         }
-        self.connection = Some(connection);
+        // A connection the host may have closed after its answer is not kept: the next
+        // request would be written into a closed socket.
+        if !may_close_after(&response) {
+            self.connection = Some(connection);
+        }
         Ok(response)
     }
 
@@ -415,6 +421,28 @@ async fn read(connection: &mut Connection, after: Duration) -> Result<Object, Cl
             after,
         }),
     }
+}
+
+/// Whether the host may close the connection after `response`: for some codes it
+/// always does (`idle_timeout`, `read_timeout`, `shutting_down`, `unauthorized`), for
+/// others in some cases (`busy` past the connection limit, `too_large` for a request).
+fn may_close_after(response: &Object) -> bool {
+    let code = response
+        .get("code")
+        .and_then(Value::as_str)
+        .and_then(ErrorCode::parse);
+    response.get("error") == Some(&Value::Bool(true))
+        && matches!(
+            code,
+            Some(
+                ErrorCode::Busy
+                    | ErrorCode::TooLarge
+                    | ErrorCode::IdleTimeout
+                    | ErrorCode::ReadTimeout
+                    | ErrorCode::ShuttingDown
+                    | ErrorCode::Unauthorized
+            )
+        )
 }
 
 /// The code, if `response` is the host closing the connection without running the

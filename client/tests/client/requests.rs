@@ -368,3 +368,26 @@ async fn shutting_down_stands_when_no_new_connection_can_be_made() {
     assert!(!client.is_connected());
     server.finish().await;
 }
+
+#[tokio::test]
+async fn a_connection_the_host_may_close_is_not_kept() {
+    let server = FakeServer::start(|mut listener| async move {
+        let mut first = listener.accept().await;
+        first.recv().await;
+        first
+            .send(json!({"error": true, "code": "busy", "message": "too many connections"}))
+            .await;
+        drop(first);
+        let mut second = listener.accept().await;
+        second.recv().await;
+        second.send(json!({"success": true})).await;
+    })
+    .await;
+    let mut client = server.client();
+    let answer = client.execute("add", ()).await.expect("an answer");
+    assert_eq!(answer["code"], "busy");
+    assert!(!client.is_connected(), "busy may come with a closed connection");
+    client.execute("add", ()).await.expect("a new connection");
+    assert!(client.is_connected());
+    server.finish().await;
+}
