@@ -90,36 +90,5 @@ fn js_test_files(dir: &Path) -> Result<Vec<PathBuf>> {
 fn install_python_tools(workspace: &Workspace) -> Result<PathBuf> {
     let venv = workspace.target.join("toolchains/clients-venv");
     let pins = workspace.root.join(PYTHON_DIR).join(PYTHON_PINS);
-    let wanted =
-        std::fs::read_to_string(&pins).with_context(|| format!("cannot read `{}`", pins.display()))?;
-    let stamp = venv.join("tcpy-installed.txt");
-    if venv.join("bin/python").is_file()
-        && std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == wanted)
-    {
-        return Ok(venv);
-    }
-    eprintln!(
-        "installing the Python client's test tools ({}) into {}…",
-        workspace.relative(&pins).display(),
-        workspace.relative(&venv).display()
-    );
-    if !venv.join("bin/python").is_file() {
-        let mut create = Command::new("python3");
-        create.args(["-m", "venv"]).arg(&venv);
-        crate::run(create).context("cannot create the virtualenv (is python3 with venv installed?)")?;
-    }
-    let mut pip = Command::new(venv.join("bin/python"));
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-    ])
-    .arg("-r")
-    .arg(&pins);
-    crate::run(pip).context("pip could not install the Python client's test tools")?;
-    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write `{}`", stamp.display()))?;
-    Ok(venv)
+    crate::languages::pinned_venv(workspace, venv, &pins, "the Python client's test tools")
 }

@@ -171,15 +171,24 @@ fn install_python(workspace: &Workspace) -> Result<PathBuf> {
         .root
         .join(Language::Python.dir())
         .join(Language::Python.pins());
+    pinned_venv(workspace, venv, &pins, "the Python toolchain")
+}
+
+/// Makes the virtualenv `venv` hold exactly what the requirements file `pins` pins,
+/// skipped when a stamp says it already does; returns the venv. `what` names it in
+/// messages.
+pub(crate) fn pinned_venv(workspace: &Workspace, venv: PathBuf, pins: &Path, what: &str) -> Result<PathBuf> {
     let wanted =
-        std::fs::read_to_string(&pins).with_context(|| format!("cannot read `{}`", pins.display()))?;
+        std::fs::read_to_string(pins).with_context(|| format!("cannot read `{}`", pins.display()))?;
     let stamp = venv.join("tcpy-installed.txt");
-    if std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == wanted) {
+    if venv.join("bin/python").is_file()
+        && std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == wanted)
+    {
         return Ok(venv);
     }
     eprintln!(
-        "installing the Python toolchain ({}) into {}…",
-        workspace.relative(&pins).display(),
+        "installing {what} ({}) into {}…",
+        workspace.relative(pins).display(),
         workspace.relative(&venv).display()
     );
     if !venv.join("bin/python").is_file() {
@@ -197,8 +206,8 @@ fn install_python(workspace: &Workspace) -> Result<PathBuf> {
         "off",
     ])
     .arg("-r")
-    .arg(&pins);
-    crate::run(pip).context("pip could not install the Python toolchain")?;
+    .arg(pins);
+    crate::run(pip).with_context(|| format!("pip could not install {what}"))?;
     std::fs::write(&stamp, wanted).with_context(|| format!("cannot write `{}`", stamp.display()))?;
     Ok(venv)
 }
