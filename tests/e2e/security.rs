@@ -55,6 +55,19 @@ async fn start(secured: Secured, dir: Option<&Path>) -> TestHost {
     TestHost::serve_server(server, SHUTDOWN, false).await
 }
 
+/// A host serving TLS with `server`, asking for client certificates from `client_ca`.
+async fn tls_host(server: &certs::Pair, client_ca: Option<&Path>, dir: Option<&Path>) -> TestHost {
+    let tls = Some(tls(server, client_ca).await);
+    start(
+        Secured {
+            tls,
+            ..Secured::default()
+        },
+        dir,
+    )
+    .await
+}
+
 async fn tls(server: &certs::Pair, client_ca: Option<&Path>) -> Arc<Tls> {
     let files = certs::tls_files(server, client_ca.map(Path::to_path_buf));
     Arc::new(Tls::load(files).await.expect("the TLS files load"))
@@ -97,14 +110,7 @@ fn code_of(error: &ClientError) -> Option<ErrorCode> {
 #[tokio::test]
 async fn tls_carries_both_framings_and_both_encodings() {
     let pki = Pki::new("main");
-    let host = start(
-        Secured {
-            tls: Some(tls(&pki.server("server", false), None).await),
-            ..Secured::default()
-        },
-        None,
-    )
-    .await;
+    let host = tls_host(&pki.server("server", false), None, None).await;
     for encoding in [Encoding::Json, Encoding::Msgpack] {
         let mut client = host
             .client()
@@ -141,14 +147,7 @@ async fn tls_carries_both_framings_and_both_encodings() {
 #[tokio::test]
 async fn plaintext_and_stalled_handshakes_are_dropped_while_tls_clients_are_served() {
     let pki = Pki::new("main");
-    let host = start(
-        Secured {
-            tls: Some(tls(&pki.server("server", false), None).await),
-            ..Secured::default()
-        },
-        None,
-    )
-    .await;
+    let host = tls_host(&pki.server("server", false), None, None).await;
     let admin = host.serve_admin().await;
     // 200 connections that never finish a handshake, and a plaintext client.
     let mut half_open = Vec::new();
@@ -214,14 +213,7 @@ async fn untrusted_expired_and_missing_certificates_are_refused() {
     let pki = Pki::new("main");
     let other = Pki::new("other");
     // A client that trusts another CA refuses the host.
-    let host = start(
-        Secured {
-            tls: Some(tls(&pki.server("server", false), None).await),
-            ..Secured::default()
-        },
-        None,
-    )
-    .await;
+    let host = tls_host(&pki.server("server", false), None, None).await;
     let mut wrong_ca = host.client().with_tls(certs::client_config(&other.ca(), None));
     let error = wrong_ca
         .call("add", json!({"x": 1, "y": 1}))
@@ -231,14 +223,7 @@ async fn untrusted_expired_and_missing_certificates_are_refused() {
     drop(host);
 
     // An expired host certificate is refused.
-    let expired = start(
-        Secured {
-            tls: Some(tls(&pki.server("expired", true), None).await),
-            ..Secured::default()
-        },
-        None,
-    )
-    .await;
+    let expired = tls_host(&pki.server("expired", true), None, None).await;
     let mut client = expired.client().with_tls(certs::client_config(&pki.ca(), None));
     let error = client
         .call("add", json!({"x": 1, "y": 1}))
@@ -259,14 +244,7 @@ async fn untrusted_expired_and_missing_certificates_are_refused() {
         "[access]\nallow = [\"billing\"]\npass_identity = true\n",
     )
     .expect("writes");
-    let host = start(
-        Secured {
-            tls: Some(tls(&pki.server("server", false), Some(&pki.ca())).await),
-            ..Secured::default()
-        },
-        Some(dir.path()),
-    )
-    .await;
+    let host = tls_host(&pki.server("server", false), Some(&pki.ca()), Some(dir.path())).await;
     let mut anonymous = host.client().with_tls(certs::client_config(&pki.ca(), None));
     assert!(
         anonymous.call("add", json!({"x": 1, "y": 1})).await.is_err(),
