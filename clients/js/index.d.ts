@@ -1,5 +1,8 @@
 // Type declarations of the tcpy JavaScript client (index.js).
 
+import type { Socket } from 'node:net';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
+
 /** A protocol message: a JSON object. */
 export type Message = { [key: string]: unknown };
 
@@ -23,7 +26,9 @@ export type HostErrorCode =
   | 'busy'
   | 'idle_timeout'
   | 'read_timeout'
-  | 'shutting_down';
+  | 'shutting_down'
+  | 'unauthorized'
+  | 'forbidden';
 
 export const DEFAULT_HOST: 'localhost';
 export const DEFAULT_PORT: 7272;
@@ -41,6 +46,32 @@ export interface ClientOptions {
   timeout?: number | null;
   /** Largest message sent or accepted, in bytes. Default 1 MiB. */
   maxMessage?: number;
+  /**
+   * Speak TLS, to a host run with `--tls-cert`. `true`: Node's CAs, no client
+   * certificate. Default: plain TCP.
+   */
+  tls?: TlsOptions | boolean | null;
+  /**
+   * For a host run with `--auth-tokens`: sent as `{"cmd": "auth", "token": …}` on every
+   * new connection. A refusal rejects `connect()` (and `execute`, `call`) with a
+   * `ServerError` whose code is `unauthorized`. Not read from the environment.
+   */
+  token?: string | null;
+}
+
+/**
+ * TLS settings: PEM strings or Buffers (`fs.readFileSync('ca.pem')`). Other
+ * `tls.connect` options pass through; TLS 1.2 at least unless `minVersion` says otherwise.
+ */
+export interface TlsOptions extends Omit<ConnectionOptions, 'host' | 'port' | 'socket' | 'path'> {
+  /** The CAs the host's certificate must be signed by. Default: Node's. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** The client's certificate chain, for a host run with `--tls-client-ca`; needs `key`. */
+  cert?: string | Buffer | Array<string | Buffer>;
+  /** The private key of `cert`. */
+  key?: string | Buffer | Array<string | Buffer>;
+  /** The name the host's certificate must carry. Default: `host`. */
+  servername?: string;
 }
 
 /** Whether `message` ends its request (`success: true` or `error: true`). */
@@ -54,13 +85,21 @@ export class Client {
   /** Ms per step, or `null`; may be changed between calls. */
   timeout: number | null;
   readonly maxMessage: number;
+  /** Whether the client speaks TLS. */
+  readonly tls: boolean;
+  /** The identity the host named for the token on the last connection, or `null`. */
+  readonly identity: string | null;
   /** `host:port`. */
   readonly address: string;
   /** Whether the client holds a connection. */
   readonly connected: boolean;
-  /** The raw socket, or `null`: writing to it puts the client out of step. */
-  readonly socket: import('node:net').Socket | null;
-  /** Connects, unless already connected. Rejects with `ConnectError` or `TimeoutError`. */
+  /** The raw socket (a `TLSSocket` over TLS), or `null`: writing to it puts the client out of step. */
+  readonly socket: Socket | TLSSocket | null;
+  /**
+   * Connects, unless already connected, makes the TLS handshake and authenticates.
+   * Rejects with `ConnectError`, `TlsError`, `TimeoutError`, or a `ServerError` with
+   * code `unauthorized` when the host refuses the token.
+   */
   connect(): Promise<void>;
   /** Closes the connection, if any. */
   close(): void;
@@ -111,6 +150,10 @@ export class ConnectionFailed extends TcpyError {
 }
 export class ConnectionClosed extends TcpyError {
   code: 'TCPY_CLOSED';
+}
+/** TLS failed (handshake, alert, or a TLS answer to a plaintext client); `cause` is Node's error. */
+export class TlsError extends TcpyError {
+  code: 'TCPY_TLS';
 }
 export class NotConnected extends TcpyError {
   code: 'TCPY_NOT_CONNECTED';

@@ -1,9 +1,12 @@
 // tcpy: a JavaScript (Node >= 20) client for tcpy hosts. No dependencies.
 //
 // The protocol is the host's frame mode with JSON bodies (docs/protocol.md): each
-// message is a 4-byte big-endian length, then that many bytes of a JSON object.
+// message is a 4-byte big-endian length, then that many bytes of a JSON object. With
+// `tls`, it runs inside TLS (node:tls); with `token`, every new connection starts with
+// the `auth` message.
 
 import net from 'node:net';
+import tls from 'node:tls';
 
 /** The host's name unless told otherwise. */
 export const DEFAULT_HOST = 'localhost';
@@ -18,7 +21,9 @@ const HEADER = 4;
 // After these the host closes the connection, always (idle_timeout, read_timeout,
 // shutting_down) or sometimes (busy at the connection limit, too_large over a
 // request): the client does not keep it, since its FIN may still be on the way.
-const CLOSING = new Set(['idle_timeout', 'read_timeout', 'shutting_down', 'busy', 'too_large']);
+// `unauthorized` (a host that asks for tokens, answering a first message that is not a
+// good `auth`) always closes it.
+const CLOSING = new Set(['idle_timeout', 'read_timeout', 'shutting_down', 'busy', 'too_large', 'unauthorized']);
 // After these on a kept connection the request was not run: it may be sent again.
 const CLOSED_UNRUN = new Set(['idle_timeout', 'shutting_down']);
 // The host's codes that say nothing ran.
@@ -57,6 +62,22 @@ export class ConnectionClosed extends TcpyError {
   constructor(message = 'the server closed the connection') {
     super(message);
     this.code = 'TCPY_CLOSED';
+  }
+}
+
+/**
+ * TLS failed: the handshake (the host's certificate is not signed by a trusted CA or
+ * does not name the host, the host refused the client's certificate, the host does not
+ * speak TLS), or the session later (an alert: with TLS 1.3 a host that requires a
+ * client certificate says so only after the handshake, on the first read), or a
+ * plaintext client got a TLS answer. The client has disconnected; `cause` is Node's
+ * error (its `code`, e.g. `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `ERR_TLS_CERT_ALTNAME_INVALID`,
+ * `ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED`).
+ */
+export class TlsError extends TcpyError {
+  constructor(message, cause) {
+    super(message, { cause });
+    this.code = 'TCPY_TLS';
   }
 }
 
@@ -253,6 +274,65 @@ function describe(value) {
   return `a ${typeof value}`;
 }
 
+// Whether `head` starts like a TLS record (an alert or a handshake, version 3.x), which a
+// host serving TLS sends a plaintext client.
+function looksLikeTls(head) {
+  return head.length >= 3 && (head[0] === 0x15 || head[0] === 0x16) && head[1] === 0x03 && head[2] <= 0x04;
+}
+
+// Node's TLS errors: OpenSSL's (`ERR_SSL_…`), its own (`ERR_TLS_…`), and certificate
+// verification's (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED`, …).
+function isTlsError(error) {
+  const code = typeof error?.code === 'string' ? error.code : '';
+  return (
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    /CERT|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO/.test(code) ||
+    error?.library === 'SSL routines'
+  );
+}
+
+function sessionError(address, error) {
+  const hint = /CERTIFICATE_REQUIRED/.test(error.code ?? '')
+    ? ' (the host requires a client certificate: tls.cert and tls.key)'
+    : '';
+  return new TlsError(`the TLS session with ${address} failed: ${tlsReason(error)}${hint}`, error);
+}
+
+function handshakeReason(error) {
+  const code = typeof error.code === 'string' ? error.code : '';
+  if (!code.startsWith('ERR_') && /CERT|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO/.test(code)) {
+    // Certificate verification: UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, …
+    return `the host's certificate did not verify: ${error.message} (${code})`;
+  }
+  return tlsReason(error);
+}
+
+// OpenSSL's reason ("wrong version number") rather than its whole error string.
+function tlsReason(error) {
+  return typeof error.reason === 'string' && error.reason ? error.reason : String(error.message).split('\n')[0];
+}
+
+function checkTls(option) {
+  if (option === undefined || option === null || option === false) return null;
+  if (option === true) return {};
+  if (!isObject(option)) {
+    throw new TypeError(`tls must be an object ({ ca, cert, key, servername }), true or null, not ${describe(option)}`);
+  }
+  if ((option.key === undefined) !== (option.cert === undefined) && option.pfx === undefined) {
+    throw new TypeError('tls.cert and tls.key go together');
+  }
+  return { ...option };
+}
+
+function checkToken(token) {
+  if (token === undefined || token === null) return null;
+  if (typeof token !== 'string' || token.length === 0) {
+    throw new TypeError('token must be a non-empty string, or null');
+  }
+  return token;
+}
+
 function checkTimeout(timeout) {
   if (timeout === null || timeout === Infinity) return null;
   if (typeof timeout !== 'number' || !(timeout > 0)) {
@@ -272,7 +352,7 @@ class Connection {
   #failure = null; // an Error that ends every later read
   #ended = false;
 
-  constructor(socket, maxMessage) {
+  constructor(socket, maxMessage, address) {
     this.#socket = socket;
     this.#maxMessage = maxMessage;
     socket.on('data', (data) => this.#onData(data));
@@ -281,7 +361,9 @@ class Connection {
       this.#wake();
     });
     socket.on('error', (error) => {
-      this.#failure ??= new ConnectionFailed(`the connection failed: ${error.message}`, error);
+      this.#failure ??= isTlsError(error)
+        ? sessionError(address, error)
+        : new ConnectionFailed(`the connection failed: ${error.message}`, error);
       this.#wake();
     });
     socket.on('close', () => {
@@ -317,7 +399,9 @@ class Connection {
       const head = this.#peek(HEADER);
       const length = head.readUInt32BE(0);
       if (length > this.#maxMessage) {
-        this.#failure = new MessageTooLarge(length, this.#maxMessage, 'incoming');
+        this.#failure = looksLikeTls(head)
+          ? new TlsError('the server answered with TLS: it serves TLS, so connect with the `tls` option')
+          : new MessageTooLarge(length, this.#maxMessage, 'incoming');
         this.#socket.destroy();
         break;
       }
@@ -452,6 +536,8 @@ export class Client {
   #conn = null;
   #conversation = null;
   #turn = Promise.resolve();
+  #tls;
+  #token;
 
   /**
    * @param {object} [options]
@@ -460,8 +546,25 @@ export class Client {
    * @param {number|null} [options.timeout] ms each step may take (connect, send one
    *   message, receive one message); `null` waits forever. Default 30 000.
    * @param {number} [options.maxMessage] largest message sent or accepted, bytes (default 1 MiB)
+   * @param {object|boolean} [options.tls] speak TLS (to a host run with `--tls-cert`):
+   *   `{ ca, cert, key, servername }`, PEM strings or Buffers (`fs.readFileSync('ca.pem')`);
+   *   `ca` the CAs the host's certificate must be signed by (default: Node's), `cert`
+   *   and `key` the client's certificate for a host that asks for one, `servername` the
+   *   name the host's certificate must carry (default `host`). Other `tls.connect`
+   *   options pass through. `true`: Node's CAs, no client certificate.
+   * @param {string} [options.token] for a host run with `--auth-tokens`: sent as
+   *   `{"cmd": "auth", "token": …}` on every new connection; a refusal rejects
+   *   `connect()` (and so `execute`, `call`) with a `ServerError`, code `unauthorized`.
+   *   Not read from the environment: pass `process.env.TCPY_TOKEN` for the CLI's variable.
    */
-  constructor({ host = DEFAULT_HOST, port = DEFAULT_PORT, timeout = DEFAULT_TIMEOUT, maxMessage = DEFAULT_MAX_MESSAGE } = {}) {
+  constructor({
+    host = DEFAULT_HOST,
+    port = DEFAULT_PORT,
+    timeout = DEFAULT_TIMEOUT,
+    maxMessage = DEFAULT_MAX_MESSAGE,
+    tls: tlsOptions = null,
+    token = null,
+  } = {}) {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new RangeError(`port must be an integer from 0 to 65535, not ${port}`);
     }
@@ -472,6 +575,15 @@ export class Client {
     this.port = port;
     this.timeout = checkTimeout(timeout);
     this.maxMessage = maxMessage;
+    this.#tls = checkTls(tlsOptions);
+    this.#token = checkToken(token);
+    /** The identity the host named for the token on the last connection, or null. */
+    this.identity = null;
+  }
+
+  /** Whether the client speaks TLS. */
+  get tls() {
+    return this.#tls !== null;
   }
 
   /** `host:port` (`[::1]:7272` for an IPv6 literal). */
@@ -484,10 +596,15 @@ export class Client {
     return this.#conn !== null;
   }
 
-  /** Connects, unless already connected. */
+  /**
+   * Connects, unless already connected; with `tls`, makes the TLS handshake; with a
+   * `token`, authenticates. Rejects with `ConnectError`, `TlsError`, `TimeoutError`, or
+   * a `ServerError` with code `unauthorized` when the host refuses the token.
+   */
   async connect() {
     if (this.#conn === null) {
       this.#conn = await this.#open();
+      if (this.#token !== null) await this.#authenticate(this.#token);
     }
   }
 
@@ -633,6 +750,24 @@ export class Client {
     return this.#conn?.socket ?? null;
   }
 
+  async #authenticate(token) {
+    let answer;
+    try {
+      await this._write(frame({ cmd: 'auth', token }, this.maxMessage));
+      answer = await this._read();
+    } catch (error) {
+      this.#drop();
+      throw error;
+    }
+    if (answer.success === true) {
+      this.identity = typeof answer.identity === 'string' ? answer.identity : null;
+      return;
+    }
+    this.#drop();
+    if (isError(answer)) throw new ServerError(answer);
+    throw new ProtocolError(`the server answered the auth message with something else: ${JSON.stringify(answer)}`);
+  }
+
   #drop() {
     const conn = this.#conn;
     this.#conn = null;
@@ -666,7 +801,11 @@ export class Client {
   #open() {
     const address = this.address;
     return new Promise((resolve, reject) => {
-      const socket = net.createConnection({ host: this.host, port: this.port });
+      const secure = this.#tls !== null;
+      const socket = secure
+        ? tls.connect({ minVersion: 'TLSv1.2', ...this.#tls, host: this.host, port: this.port })
+        : net.createConnection({ host: this.host, port: this.port });
+      let connected = false; // the TCP connection: a later error is the handshake's
       let timer = null;
       const fail = (error) => {
         if (timer !== null) clearTimeout(timer);
@@ -676,13 +815,24 @@ export class Client {
       if (this.timeout !== null) {
         timer = setTimeout(() => fail(new TimeoutError('connect', this.timeout, address)), this.timeout);
       }
-      socket.once('error', (error) => fail(new ConnectError(address, error)));
-      socket.once('connect', () => {
+      socket.once('error', (error) => {
+        if (!connected && !isTlsError(error)) {
+          fail(new ConnectError(address, error));
+        } else {
+          fail(new TlsError(`TLS handshake with ${address} failed: ${handshakeReason(error)}`, error));
+        }
+      });
+      const ready = () => {
         if (timer !== null) clearTimeout(timer);
         socket.removeAllListeners('error');
+        resolve(new Connection(socket, this.maxMessage, address));
+      };
+      socket.once('connect', () => {
+        connected = true;
         socket.setNoDelay(true);
-        resolve(new Connection(socket, this.maxMessage));
+        if (!secure) ready();
       });
+      if (secure) socket.once('secureConnect', ready);
     });
   }
 }

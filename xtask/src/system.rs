@@ -1,5 +1,5 @@
-//! Programs from Debian's packages the tests use for real (promtool today; redis-server
-//! and haproxy later), installed with apt-get when they are missing.
+//! Programs from Debian's packages the tests use for real (promtool, openssl), installed
+//! with apt-get when they are missing.
 
 use std::process::Command;
 
@@ -11,11 +11,18 @@ pub(crate) struct Tool {
     pub(crate) package: &'static str,
 }
 
-/// What `cargo xtask test` needs on the machine.
-pub(crate) const TEST_TOOLS: [Tool; 1] = [Tool {
-    program: "promtool",
-    package: "prometheus",
-}];
+/// What `cargo xtask test` needs on the machine: promtool checks `/metrics`, openssl
+/// makes the certificates of the Python and JavaScript clients' TLS tests.
+pub(crate) const TEST_TOOLS: [Tool; 2] = [
+    Tool {
+        program: "promtool",
+        package: "prometheus",
+    },
+    Tool {
+        program: "openssl",
+        package: "openssl",
+    },
+];
 
 /// Installs the package of every tool in `tools` whose program is not on the `PATH`:
 /// `apt-get update` once, then `apt-get install`. Needs root (or passwordless sudo);

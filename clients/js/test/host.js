@@ -5,8 +5,8 @@
 // `cargo xtask test`), defaulting to the workspace's target/debug/tcpy-host and
 // target/test-handlers.
 
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,8 +61,8 @@ export class Host {
   }
 }
 
-/** Starts a host with extra flags. */
-export function startHost(args = [], { port = 0 } = {}) {
+/** Starts a host with extra flags, on `port` (0: a free one), serving `handlers` (default: the test handlers). */
+export function startHost(args = [], { port = 0, handlers = HANDLERS } = {}) {
   if (!existsSync(HOST_BIN)) {
     throw new Error(`no tcpy-host at ${HOST_BIN}: build it (cargo build -p tcpy-host) or set TCPY_HOST_BIN`);
   }
@@ -72,7 +72,7 @@ export function startHost(args = [], { port = 0 } = {}) {
   const child = spawn(
     HOST_BIN,
     [
-      '--handlers', HANDLERS,
+      '--handlers', handlers,
       '--host', '127.0.0.1',
       '--port', String(port),
       '--no-watch',
@@ -116,3 +116,64 @@ export function startHost(args = [], { port = 0 } = {}) {
 
 /** A promise that resolves after `ms`. */
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A temp dir, removed when the process exits. */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Test certificates, made with the `openssl` CLI in a temp dir (EC P-256, valid two
+ * days): `ca`; `server`, signed by it, for `localhost` and `127.0.0.1`; `client`,
+ * signed by it, CN `ops`; and `otherCa`, self-signed, which signed nothing the hosts
+ * use. Each has `.cert` and `.key` (paths); `read(path)` gives the PEM.
+ */
+export function makeCerts() {
+  const dir = tempDir('tcpy-js-certs-');
+  const make = (name, cn, { ca = false, signer = null, san = null, usage = null } = {}) => {
+    const cert = path.join(dir, `${name}.pem`);
+    const key = path.join(dir, `${name}.key`);
+    const args = [
+      'req', '-x509', '-new',
+      '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${cn}`,
+    ];
+    if (ca) args.push('-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    else args.push('-addext', 'basicConstraints=critical,CA:FALSE');
+    if (signer) args.push('-CA', signer.cert, '-CAkey', signer.key);
+    if (san) args.push('-addext', `subjectAltName=${san}`);
+    if (usage) args.push('-addext', `extendedKeyUsage=${usage}`);
+    try {
+      execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+    } catch (error) {
+      if (error.code === 'ENOENT') {
+        throw new Error('the TLS tests need the openssl CLI (Debian: apt-get install openssl)');
+      }
+      throw new Error(`openssl ${args.join(' ')} failed: ${error.stderr ?? error.message}`);
+    }
+    return { cert, key };
+  };
+  const ca = make('ca', 'tcpy-test-ca', { ca: true });
+  return {
+    dir,
+    ca,
+    server: make('server', 'localhost', { signer: ca, san: 'DNS:localhost,IP:127.0.0.1', usage: 'serverAuth' }),
+    client: make('ops', 'ops', { signer: ca, usage: 'clientAuth' }),
+    otherCa: make('other-ca', 'tcpy-other-ca', { ca: true }),
+    read: (file) => readFileSync(file),
+  };
+}
+
+/**
+ * A handlers dir holding `add.wasm` and `tally.wasm` from the test handlers, with
+ * `files` (name to content) beside them, e.g. `{ 'add.toml': '[access]\nallow = ["billing"]\n' }`.
+ */
+export function handlersDir(files = {}) {
+  const dir = path.join(tempDir('tcpy-js-handlers-'), 'handlers');
+  mkdirSync(dir);
+  for (const name of ['add.wasm', 'tally.wasm']) copyFileSync(path.join(HANDLERS, name), path.join(dir, name));
+  for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content);
+  return dir;
+}

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -29,7 +30,9 @@ _LISTENING = re.compile(r"tcpy-host listening address=(\S+):(\d+)")
 class Host:
     """A running tcpy-host: ``host`` and ``port`` to connect to."""
 
-    def __init__(self, args: List[str], log: Path, cache: Path, port: int = 0) -> None:
+    def __init__(
+        self, args: List[str], log: Path, cache: Path, port: int = 0, handlers: Optional[Path] = None
+    ) -> None:
         if not HOST_BIN.is_file():
             pytest.fail(f"no tcpy-host at {HOST_BIN}: build it (cargo build -p tcpy-host) or set TCPY_HOST_BIN")
         if not (HANDLERS / "add.wasm").is_file():
@@ -37,7 +40,7 @@ class Host:
         self.log = log
         command = [
             str(HOST_BIN),
-            "--handlers", str(HANDLERS),
+            "--handlers", str(handlers or HANDLERS),
             "--host", "127.0.0.1",
             "--port", str(port),
             "--no-watch",
@@ -95,9 +98,11 @@ class HostFactory:
         self._cache = tmp / "cache"
         self._hosts: List[Host] = []
 
-    def __call__(self, *args: str, port: int = 0) -> Host:
+    def __call__(self, *args: str, port: int = 0, handlers: Optional[Path] = None) -> Host:
+        """A host run with ``args``, on ``port`` (0: a free one), serving ``handlers``
+        (default: the test handlers)."""
         log = self._tmp / f"host-{len(self._hosts)}.log"
-        host = Host(list(args), log, self._cache, port)
+        host = Host(list(args), log, self._cache, port, handlers)
         self._hosts.append(host)
         return host
 
@@ -128,4 +133,102 @@ def tight(hosts: HostFactory) -> Host:
         "--max-message", "64KiB",
         "--idle-timeout", "1s",
         "--read-timeout", "1s",
+    )  # fmt: skip
+
+
+# -- TLS and tokens ------------------------------------------------------------------
+
+
+class Certs:
+    """Test certificates, made with the ``openssl`` CLI in a temp dir (EC P-256, valid
+    two days): a CA; a host certificate it signs, for ``localhost`` and ``127.0.0.1``;
+    a client certificate it signs, CN ``ops``; and another CA, self-signed, that
+    signed nothing the hosts use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.fail("the TLS tests need the openssl CLI (Debian: apt-get install openssl)")
+        self._openssl = openssl
+        self.ca, self.ca_key = self._make("ca", "tcpy-test-ca", ca=True)
+        self.server, self.server_key = self._make(
+            "server", "localhost", signer=("ca", "ca"), san="DNS:localhost,IP:127.0.0.1", usage="serverAuth"
+        )
+        self.client, self.client_key = self._make("ops", "ops", signer=("ca", "ca"), usage="clientAuth")
+        self.other_ca, _ = self._make("other-ca", "tcpy-other-ca", ca=True)
+
+    def _make(
+        self,
+        name: str,
+        cn: str,
+        *,
+        ca: bool = False,
+        signer: "Optional[tuple[str, str]]" = None,
+        san: Optional[str] = None,
+        usage: Optional[str] = None,
+    ) -> "tuple[Path, Path]":
+        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        command = [
+            self._openssl, "req", "-x509", "-new",
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={cn}",
+        ]  # fmt: skip
+        if ca:
+            command += ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+        else:
+            command += ["-addext", "basicConstraints=critical,CA:FALSE"]
+        if signer is not None:
+            command += ["-CA", str(self.dir / f"{signer[0]}.pem"), "-CAkey", str(self.dir / f"{signer[1]}.key")]
+        if san is not None:
+            command += ["-addext", f"subjectAltName={san}"]
+        if usage is not None:
+            command += ["-addext", f"extendedKeyUsage={usage}"]
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        if done.returncode != 0:
+            pytest.fail(f"openssl failed ({' '.join(command)}):\n{done.stderr.decode(errors='replace')}")
+        return cert, key
+
+
+#: The tokens of the token host: identity = token.
+TOKENS: Dict[str, str] = {
+    "billing": "billing-0123456789abcdef",
+    "ops": "ops-0123456789abcdef-ops",
+}
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def tls_host(hosts: HostFactory, certs: Certs) -> Host:
+    """A host that serves TLS, with the test certificate for localhost/127.0.0.1."""
+    return hosts("--tls-cert", str(certs.server), "--tls-key", str(certs.server_key))
+
+
+@pytest.fixture(scope="session")
+def mtls_host(hosts: HostFactory, certs: Certs) -> Host:
+    """A TLS host that requires client certificates signed by the test CA."""
+    return hosts(
+        "--tls-cert", str(certs.server), "--tls-key", str(certs.server_key),
+        "--tls-client-ca", str(certs.ca),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def token_host(hosts: HostFactory, certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Host:
+    """A TLS host that asks for tokens (``TOKENS``), serving ``add``, which only
+    ``billing`` may run (``[access] allow = ["billing"]``), and ``tally``, open to all."""
+    handlers = tmp_path_factory.mktemp("handlers")
+    shutil.copy(HANDLERS / "add.wasm", handlers / "add.wasm")
+    shutil.copy(HANDLERS / "tally.wasm", handlers / "tally.wasm")
+    (handlers / "add.toml").write_text('[access]\nallow = ["billing"]\n')
+    tokens = handlers.parent / f"{handlers.name}-tokens.toml"
+    tokens.write_text("".join(f'{identity} = "{token}"\n' for identity, token in TOKENS.items()))
+    return hosts(
+        "--tls-cert", str(certs.server), "--tls-key", str(certs.server_key),
+        "--auth-tokens", str(tokens),
+        handlers=handlers,
     )  # fmt: skip

@@ -10,6 +10,9 @@
   manager.
 - :class:`AsyncClient` is the same for asyncio.
 - Every error is a :class:`TCPError`; see :mod:`tcpy.errors`.
+- ``tls=tcpy.tls_context(ca="ca.pem")`` speaks TLS to a host run with ``--tls-cert``
+  (``cert=``/``key=`` for one that asks for client certificates); ``token=...``
+  authenticates every new connection to a host run with ``--auth-tokens``.
 
 The protocol is the tcpy host's frame mode (docs/protocol.md), with JSON bodies, or
 msgpack ones with ``encoding="msgpack"`` (the ``msgpack`` extra).
@@ -22,6 +25,7 @@ from ._wire import (
     DEFAULT_TIMEOUT,
     is_response,
 )
+from ._tls import tls_context
 from .aio import AsyncClient, AsyncConversation
 from .client import Conversation, TCPClient
 from .errors import (
@@ -32,6 +36,7 @@ from .errors import (
     ConnectionFailed,
     ConversationOver,
     EncodeError,
+    Forbidden,
     HandlerFailed,
     HandlerTimeout,
     IdleTimeout,
@@ -45,7 +50,9 @@ from .errors import (
     ShuttingDown,
     TCPError,
     TimeoutError,
+    TLSError,
     TooLarge,
+    Unauthorized,
     UnexpectedMessage,
     UnknownCommand,
     server_error,
@@ -68,6 +75,7 @@ __all__ = [
     "Conversation",
     "ConversationOver",
     "EncodeError",
+    "Forbidden",
     "HandlerFailed",
     "HandlerTimeout",
     "IdleTimeout",
@@ -82,9 +90,12 @@ __all__ = [
     "TCPClient",
     "TCPError",
     "TimeoutError",
+    "TLSError",
     "TooLarge",
+    "Unauthorized",
     "UnexpectedMessage",
     "UnknownCommand",
     "is_response",
     "server_error",
+    "tls_context",
 ]

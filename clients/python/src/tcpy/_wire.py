@@ -10,7 +10,7 @@ import json
 import struct
 from typing import Any, Dict, Mapping, Optional
 
-from .errors import EncodeError, InvalidParams, MessageTooLarge, ProtocolError
+from .errors import EncodeError, InvalidParams, MessageTooLarge, ProtocolError, TLSError, server_error
 
 try:  # msgpack is an optional extra: `pip install "tcpy[msgpack]"`.
     import msgpack as _msgpack
@@ -36,7 +36,9 @@ _CLOSED_UNRUN = ("idle_timeout", "shutting_down")
 # closes it after these, always (idle_timeout, read_timeout, shutting_down) or
 # sometimes (busy at the connection limit, too_large over a request). Its FIN may
 # not have arrived when the next request goes out, so a reconnect is the safe choice.
-_CLOSING = ("idle_timeout", "read_timeout", "shutting_down", "busy", "too_large")
+# `unauthorized` (a host that asks for tokens, answering a first message that is not
+# a good `auth`) always closes it.
+_CLOSING = ("idle_timeout", "read_timeout", "shutting_down", "busy", "too_large", "unauthorized")
 
 Message = Dict[str, Any]
 
@@ -56,6 +58,31 @@ def check_limits(timeout: Optional[float], max_message: int) -> None:
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     if not isinstance(max_message, int) or max_message <= 0:
         raise ValueError(f"max_message must be a positive number of bytes, not {max_message!r}")
+
+
+def check_token(token: Optional[str]) -> Optional[str]:
+    """Validates a token: ``None`` (no auth) or a non-empty string."""
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token:
+        raise ValueError("token must be a non-empty string or None")
+    return token
+
+
+def auth_request(token: str) -> Message:
+    """The message a host that asks for tokens wants first on every connection."""
+    return {"cmd": "auth", "token": token}
+
+
+def auth_identity(answer: Mapping[str, Any]) -> Optional[str]:
+    """The identity of a successful answer to :func:`auth_request`; raises the error
+    a refusal stands for (:class:`~tcpy.errors.Unauthorized` for a bad token)."""
+    if answer.get("success") is True:
+        identity = answer.get("identity")
+        return identity if isinstance(identity, str) else None
+    if is_error(answer):
+        raise server_error(answer)
+    raise ProtocolError(f"the server answered the auth message with something else: {answer!r}")
 
 
 def address(host: str, port: int) -> str:
@@ -101,6 +128,8 @@ def split_frame(buffer: bytearray, max_message: int) -> Optional[bytes]:
         return None
     (length,) = HEADER.unpack_from(buffer)
     if length > max_message:
+        if looks_like_tls(buffer):
+            raise TLSError("the server answered with TLS: it serves TLS, so connect with tls=tcpy.tls_context(...)")
         raise MessageTooLarge(length, max_message, "incoming")
     end = HEADER.size + length
     if len(buffer) < end:
@@ -108,6 +137,12 @@ def split_frame(buffer: bytearray, max_message: int) -> Optional[bytes]:
     body = bytes(buffer[HEADER.size : end])
     del buffer[:end]
     return body
+
+
+def looks_like_tls(data: "bytes | bytearray") -> bool:
+    """Whether ``data`` starts like a TLS record (an alert or a handshake, version
+    3.x), which a host serving TLS sends a plaintext client."""
+    return len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 0x03 and data[2] <= 0x04
 
 
 def needed(buffer: bytearray) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Dict, Mapping, Optional, Type, TypeVar
 
-from . import _wire
+from . import _tls, _wire
 from ._wire import DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, DEFAULT_TIMEOUT, Message
 from .errors import (
     ConnectError,
@@ -20,6 +21,7 @@ from .errors import (
     SendClosed,
     TCPError,
     TimeoutError,
+    TLSError,
     UnexpectedMessage,
     server_error,
 )
@@ -52,7 +54,8 @@ class AsyncClient:
             response = await client.execute("add", x=1, y=2)
 
     Same behaviour and parameters as :class:`tcpy.TCPClient` (one kept connection,
-    per-step ``timeout``, ``encoding``, ``max_message``). Requests on one client run
+    per-step ``timeout``, ``encoding``, ``max_message``, ``tls``, ``server_hostname``,
+    ``token``). Requests on one client run
     one after the other: concurrent ``execute`` calls on the same client wait their
     turn (each bounded by the timeout), so one client may be shared by many tasks;
     for requests that run at the same time, use one client per task.
@@ -66,6 +69,9 @@ class AsyncClient:
         timeout: Optional[float] = DEFAULT_TIMEOUT,
         encoding: str = "json",
         max_message: int = DEFAULT_MAX_MESSAGE,
+        tls: _tls.TLSOption = None,
+        server_hostname: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> None:
         _wire.check_limits(timeout, max_message)
         self.host = host
@@ -73,13 +79,19 @@ class AsyncClient:
         self.timeout = timeout
         self.encoding = _wire.check_encoding(encoding)
         self.max_message = max_message
+        self.tls: Optional[ssl.SSLContext] = _tls.resolve(tls, server_hostname)
+        self.server_hostname = server_hostname
+        self._token = _wire.check_token(token)
+        #: The identity the host named for the token on the last connection, or None.
+        self.identity: Optional[str] = None
         self._conn: Optional[_Connection] = None
         self._conversation: Optional[AsyncConversation] = None
         self._lock: Optional[asyncio.Lock] = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
-        return f"<AsyncClient {self.address} {self.encoding} {state}>"
+        tls = " tls" if self.tls is not None else ""
+        return f"<AsyncClient {self.address} {self.encoding}{tls} {state}>"
 
     @property
     def address(self) -> str:
@@ -92,13 +104,18 @@ class AsyncClient:
         return self._conn is not None
 
     async def connect(self) -> None:
-        """Connects, unless already connected.
+        """Connects, unless already connected; with ``tls``, makes the TLS handshake;
+        with a ``token``, authenticates. See :meth:`tcpy.TCPClient.connect`.
 
         :raises ConnectError: when the connection is refused or the name does not
-            resolve. :raises TimeoutError: when connecting takes longer than the timeout.
+            resolve. :raises TLSError: when the handshake fails. :raises Unauthorized:
+            when the host refuses the token. :raises TimeoutError: when a step takes
+            longer than the timeout.
         """
         if self._conn is None:
             self._conn = await self._open()
+            if self._token is not None:
+                await self._authenticate(self._token)
 
     async def disconnect(self) -> None:
         """Closes the connection, if any. Closing twice is fine."""
@@ -217,13 +234,22 @@ class AsyncClient:
             self._drop()
 
     async def _open(self) -> _Connection:
+        tls: Dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {"ssl": self.tls, "server_hostname": self.server_hostname or self.host}
         try:
             reader, writer = await self._timed(
-                asyncio.open_connection(self.host, self.port, limit=max(_CHUNK, self.max_message)),
+                asyncio.open_connection(self.host, self.port, limit=max(_CHUNK, self.max_message), **tls),
                 "connect",
             )
         except TimeoutError:
             raise
+        except ssl.SSLError as error:
+            raise _tls.handshake_error(self.address, error) from error
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as error:
+            if self.tls is None:
+                raise ConnectError(self.address, error.strerror or str(error)) from error
+            raise _tls.handshake_error(self.address, error) from error
         except OSError as error:
             raise ConnectError(self.address, error.strerror or str(error)) from error
         sock = writer.get_extra_info("socket")
@@ -233,6 +259,15 @@ class AsyncClient:
             except OSError:
                 pass
         return _Connection(reader, writer)
+
+    async def _authenticate(self, token: str) -> None:
+        """Sends the token on the new connection and reads the host's answer."""
+        try:
+            await self._write(_wire.frame(_wire.auth_request(token), self.encoding, self.max_message))
+            self.identity = _wire.auth_identity(await self._read())
+        except BaseException:
+            self._drop()
+            raise
 
     async def _timed(self, awaitable: Awaitable[T], operation: str) -> T:
         try:
@@ -255,6 +290,9 @@ class AsyncClient:
         except TimeoutError:
             self._drop()
             raise
+        except ssl.SSLError as error:
+            self._drop()
+            raise _tls.session_error(self.address, error) from error
         except (OSError, RuntimeError) as error:
             self._drop()
             raise ConnectionFailed(f"sending failed: {error}") from error
@@ -271,7 +309,7 @@ class AsyncClient:
         while True:
             try:
                 body = _wire.split_frame(conn.buffer, self.max_message)
-            except MessageTooLarge:
+            except (MessageTooLarge, TLSError):
                 self._drop()
                 raise
             if body is not None:
@@ -289,6 +327,9 @@ class AsyncClient:
                     chunk = await asyncio.wait_for(conn.reader.read(want), remaining)
             except asyncio.TimeoutError as error:
                 raise TimeoutError("recv", self.timeout) from error
+            except ssl.SSLError as error:
+                self._drop()
+                raise _tls.session_error(self.address, error) from error
             except OSError as error:
                 self._drop()
                 raise ConnectionFailed(f"receiving failed: {error}") from error
@@ -348,13 +389,16 @@ class AsyncConversation:
         return message
 
     async def close_send(self) -> None:
-        """Shuts down the client's sending side; see :meth:`tcpy.Conversation.close_send`."""
+        """Shuts down the client's sending side; see :meth:`tcpy.Conversation.close_send`
+        (not over TLS: it raises :class:`TCPError` and changes nothing)."""
         if self.over:
             raise ConversationOver()
         if self._send_closed:
             return
-        self._send_closed = True
         conn = self._client._conn
+        if conn is not None and self._client.tls is not None:
+            raise _tls.no_half_close()
+        self._send_closed = True
         if conn is None:
             self._end()
             raise NotConnected()

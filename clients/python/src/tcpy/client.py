@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from types import TracebackType
 from typing import Any, Dict, Iterator, Mapping, Optional, Type
 
-from . import _wire
+from . import _tls, _wire
 from ._wire import DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, DEFAULT_TIMEOUT, Message
 from .errors import (
     ConnectError,
@@ -19,6 +20,7 @@ from .errors import (
     SendClosed,
     TCPError,
     TimeoutError,
+    TLSError,
     UnexpectedMessage,
     server_error,
 )
@@ -68,6 +70,16 @@ class TCPClient:
     :param max_message: the largest message, in bytes, sent or accepted (default
         1 MiB, the host's default). Keep it no larger than the host's limit: the host
         closes the connection on a larger one.
+    :param tls: an :class:`ssl.SSLContext` (:func:`tcpy.tls_context` makes one from a
+        CA file and an optional client certificate) to speak TLS to a host run with
+        ``--tls-cert``; ``True`` for the system's CAs; ``None`` (default) for plain TCP.
+    :param server_hostname: the name the host's certificate must carry, when it is
+        not ``host`` (connecting by address to a host with a DNS name, say).
+    :param token: for a host run with ``--auth-tokens``: sent as
+        ``{"cmd": "auth", "token": ...}`` on every new connection, right after
+        connecting; a refusal is raised by :meth:`connect` as :class:`Unauthorized`.
+        Not read from the environment: pass ``os.environ.get("TCPY_TOKEN")`` for the
+        CLI's variable.
 
     A client is not thread-safe: give each thread its own (connections are cheap).
     It is a context manager that disconnects on exit.
@@ -81,6 +93,9 @@ class TCPClient:
         timeout: Optional[float] = DEFAULT_TIMEOUT,
         encoding: str = "json",
         max_message: int = DEFAULT_MAX_MESSAGE,
+        tls: _tls.TLSOption = None,
+        server_hostname: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> None:
         _wire.check_limits(timeout, max_message)
         self.host = host
@@ -88,12 +103,18 @@ class TCPClient:
         self.timeout = timeout
         self.encoding = _wire.check_encoding(encoding)
         self.max_message = max_message
+        self.tls: Optional[ssl.SSLContext] = _tls.resolve(tls, server_hostname)
+        self.server_hostname = server_hostname
+        self._token = _wire.check_token(token)
+        #: The identity the host named for the token on the last connection, or None.
+        self.identity: Optional[str] = None
         self._conn: Optional[_Connection] = None
         self._conversation: Optional[Conversation] = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
-        return f"<TCPClient {self.address} {self.encoding} {state}>"
+        tls = " tls" if self.tls is not None else ""
+        return f"<TCPClient {self.address} {self.encoding}{tls} {state}>"
 
     # -- the connection ------------------------------------------------------------
 
@@ -110,19 +131,28 @@ class TCPClient:
 
     @property
     def socket(self) -> Optional[socket.socket]:
-        """The connection's socket, or ``None``: for socket options and the like.
-        Reading or writing it directly puts the client out of step."""
+        """The connection's socket (an :class:`ssl.SSLSocket` over TLS), or ``None``:
+        for socket options and the like. Reading or writing it directly puts the
+        client out of step."""
         return self._conn.sock if self._conn is not None else None
 
     def connect(self) -> None:
-        """Connects, unless already connected.
+        """Connects, unless already connected; with ``tls``, makes the TLS handshake;
+        with a ``token``, authenticates.
 
         :raises ConnectError: naming the address, when the connection is refused or
             the name does not resolve.
-        :raises TimeoutError: when connecting takes longer than the timeout.
+        :raises TLSError: when the handshake fails (the host's certificate is not
+            trusted or does not name the host, the host refused the client's).
+        :raises Unauthorized: when the host refuses the token (another
+            :class:`ServerError` if the host does not ask for tokens: ``unknown_command``).
+        :raises TimeoutError: when connecting, the handshake or the authentication
+            takes longer than the timeout.
         """
         if self._conn is None:
             self._conn = self._open()
+            if self._token is not None:
+                self._authenticate(self._token)
 
     def disconnect(self) -> None:
         """Closes the connection, if any. Closing twice is fine."""
@@ -271,7 +301,26 @@ class TCPClient:
             raise ConnectError(self.address, error.strerror or str(error)) from error
         # Requests are small and answered one at a time: Nagle only adds latency.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            name = self.server_hostname or self.host
+            try:
+                sock = self.tls.wrap_socket(sock, server_hostname=name)
+            except socket.timeout as error:
+                sock.close()
+                raise TimeoutError("connect", self.timeout, self.address) from error
+            except OSError as error:  # ssl.SSLError, or a reset mid-handshake
+                sock.close()
+                raise _tls.handshake_error(self.address, error) from error
         return _Connection(sock)
+
+    def _authenticate(self, token: str) -> None:
+        """Sends the token on the new connection and reads the host's answer."""
+        try:
+            self._write(_wire.frame(_wire.auth_request(token), self.encoding, self.max_message))
+            self.identity = _wire.auth_identity(self._read())
+        except BaseException:
+            self._drop()
+            raise
 
     def _forget_if_closed(self) -> None:
         """Drops a kept connection the host has already closed (after a ``busy`` or
@@ -283,7 +332,15 @@ class TCPClient:
             return
         try:
             conn.sock.setblocking(False)
-            if conn.sock.recv(1, socket.MSG_PEEK) == b"":
+            if isinstance(conn.sock, ssl.SSLSocket):
+                # Peek at the TCP stream under TLS: an end there with nothing before
+                # it is the host's close. (Records still to read count as alive.)
+                if conn.sock.pending():
+                    return
+                peeked = socket.socket.recv(conn.sock, 1, socket.MSG_PEEK)
+            else:
+                peeked = conn.sock.recv(1, socket.MSG_PEEK)
+            if peeked == b"":
                 self._drop()
         except BlockingIOError:
             pass  # nothing to read: the connection is alive and quiet
@@ -305,6 +362,9 @@ class TCPClient:
         except socket.timeout as error:
             self._drop()
             raise TimeoutError("send", self.timeout) from error
+        except ssl.SSLError as error:
+            self._drop()
+            raise _tls.session_error(self.address, error) from error
         except OSError as error:
             self._drop()
             raise ConnectionFailed(f"sending failed: {error}") from error
@@ -317,7 +377,7 @@ class TCPClient:
         while True:
             try:
                 body = _wire.split_frame(conn.buffer, self.max_message)
-            except MessageTooLarge:
+            except (MessageTooLarge, TLSError):
                 self._drop()
                 raise
             if body is not None:
@@ -335,6 +395,9 @@ class TCPClient:
                 chunk = conn.sock.recv(max(_CHUNK, _wire.needed(conn.buffer)))
             except socket.timeout as error:
                 raise TimeoutError("recv", self.timeout) from error
+            except ssl.SSLError as error:
+                self._drop()
+                raise _tls.session_error(self.address, error) from error
             except OSError as error:
                 self._drop()
                 raise ConnectionFailed(f"receiving failed: {error}") from error
@@ -418,13 +481,19 @@ class Conversation:
         """Tells the handler the client has nothing more to say: shuts down the sending
         half of the connection, so the handler's ``recv()`` yields none, while its
         messages and response still arrive. The connection cannot carry another
-        request after this: the client disconnects once the response is in."""
+        request after this: the client disconnects once the response is in.
+
+        :raises TCPError: over TLS, which Python's ``ssl`` cannot half-close; nothing
+            changes (the conversation goes on).
+        """
         if self.over:
             raise ConversationOver()
         if self._send_closed:
             return
-        self._send_closed = True
         sock = self._client.socket
+        if isinstance(sock, ssl.SSLSocket):
+            raise _tls.no_half_close()
+        self._send_closed = True
         if sock is None:
             self._end()
             raise NotConnected()

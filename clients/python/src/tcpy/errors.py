@@ -36,6 +36,9 @@ __all__ = [
     "IdleTimeout",
     "ReadTimeout",
     "ShuttingDown",
+    "Unauthorized",
+    "Forbidden",
+    "TLSError",
     "server_error",
 ]
 
@@ -70,6 +73,17 @@ class ConnectionClosed(TCPError):
 
     def __init__(self, message: str = "the server closed the connection") -> None:
         super().__init__(message)
+
+
+class TLSError(TCPError):
+    """TLS failed: the handshake (the host's certificate is not signed by a trusted CA
+    or does not name the host, the host refused the client's certificate or asked for
+    one, the host does not speak TLS), or the TLS session later (an alert from the
+    host: with TLS 1.3 a host that requires a client certificate says so only after
+    the handshake, on the first read). Also a bad CA, certificate or key file given to
+    :func:`tcpy.tls_context`. The client has disconnected; the ``ssl`` error, if any,
+    is the ``__cause__``.
+    """
 
 
 class NotConnected(TCPError):
@@ -255,6 +269,23 @@ class ShuttingDown(ServerError):
     not_run = True
 
 
+class Unauthorized(ServerError):
+    """``unauthorized``: the host asks every connection for a token first, and this
+    one sent none (the client has no ``token``), or one the host does not know. The
+    host closes the connection. With a ``token``, ``connect`` (and so ``execute`` and
+    ``call``) raise it when the host refuses the token."""
+
+    CODE = "unauthorized"
+
+
+class Forbidden(ServerError):
+    """``forbidden``: the handler's access list does not name the client's identity
+    (from its token or client certificate; an anonymous caller is never on it). The
+    connection stays open."""
+
+    CODE = "forbidden"
+
+
 _BY_CODE: Dict[str, Type[ServerError]] = {
     cls.CODE: cls
     for cls in (
@@ -267,6 +298,8 @@ _BY_CODE: Dict[str, Type[ServerError]] = {
         IdleTimeout,
         ReadTimeout,
         ShuttingDown,
+        Unauthorized,
+        Forbidden,
     )
     if cls.CODE is not None
 }
