@@ -391,3 +391,34 @@ async fn a_drain_under_load_answers_every_request_and_readyz_fails_throughout() 
     );
     eprintln!("drain: {answered} answered, {shutting_down} shutting_down, stopped after {stopped:?}");
 }
+
+#[tokio::test]
+async fn a_hot_swap_moves_the_version_metric_and_counts_the_load() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let add = dir.path().join("add.wasm");
+    std::fs::write(&add, tcpy_tests::handler_bytes("add")).expect("writes");
+    let runtime = Runtime::new(test_limits()).expect("runtime builds");
+    let host = TestHost::serve(runtime, dir.path(), Duration::from_secs(5), true).await;
+    let admin = host.serve_admin().await;
+    let version = |host: &TestHost| host.host().registry().get("add").expect("add").digest().short();
+    let first = version(&host);
+    let series = |version: &str| format!(r#"tcpy_handler_info{{command="add",version="{version}"}}"#);
+    let before = http::get(admin, "/metrics", &[]).await.body;
+    assert_eq!(sample(&before, &series(&first)), 1.0, "{before}");
+
+    let mut swaps = host.swaps();
+    let partial = dir.path().join(".add.wasm.partial");
+    std::fs::write(&partial, tcpy_tests::handler_bytes("echo")).expect("writes");
+    std::fs::rename(&partial, &add).expect("renames");
+    tcpy_tests::next_swap(&mut swaps, "add").await;
+    let second = version(&host);
+    assert_ne!(first, second);
+    let after = http::get(admin, "/metrics", &[]).await.body;
+    assert_eq!(sample(&after, &series(&second)), 1.0, "{after}");
+    assert!(
+        !after.contains(&first),
+        "the old version's series is gone: {after}"
+    );
+    let loaded = r#"tcpy_handler_loads_total{result="loaded"}"#;
+    assert_eq!(sample(&after, loaded) - sample(&before, loaded), 1.0, "{after}");
+}
