@@ -89,6 +89,7 @@ impl Reloadable {
         let watched = files.clone();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event
+                && crate::watcher::is_change(&event)
                 && event.paths.iter().any(|path| watched.contains(path))
             {
                 let _ = changed.send(());

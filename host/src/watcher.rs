@@ -89,7 +89,12 @@ impl Watcher {
         let (changes, changed) = mpsc::unbounded_channel();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // `None` asks for a full rescan: an error may mean events were lost.
-            let _ = changes.send(event.ok().map(|event| event.paths));
+            match event {
+                Ok(event) if !is_change(&event) => {}
+                event => {
+                    let _ = changes.send(event.ok().map(|event| event.paths));
+                }
+            }
         })
         .map_err(watch_error)?;
         watcher
@@ -195,6 +200,17 @@ impl Watching {
         );
         link.target = target;
         batch.rescan = true;
+    }
+}
+
+/// Whether `event` may have changed a file. Opening and reading are not changes: the
+/// host reads every file it reconciles, and counting those reads as changes would
+/// reconcile the same files again and again, forever. Closing a file written is one.
+pub(crate) fn is_change(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match event.kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        kind => !kind.is_access(),
     }
 }
 
@@ -323,4 +339,30 @@ fn rejected(command: String, error: &loader::FileError) -> SwapEvent {
     let reason = Chain(error).to_string();
     tracing::warn!(cmd = %command, error = %reason, "new version rejected; the previous one keeps serving");
     SwapEvent::Rejected { command, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind};
+
+    use super::*;
+
+    #[test]
+    fn reads_are_not_changes() {
+        let event = |kind| notify::Event::new(kind).add_path(PathBuf::from("/h/add.wasm"));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Open(
+            AccessMode::Read
+        )))));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+        assert!(is_change(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        )))));
+        assert!(is_change(&event(EventKind::Create(CreateKind::File))));
+        assert!(is_change(&event(EventKind::Modify(ModifyKind::Data(
+            DataChange::Content
+        )))));
+        assert!(is_change(&event(EventKind::Remove(RemoveKind::File))));
+    }
 }
