@@ -325,6 +325,20 @@ async fn a_token_is_asked_for_first_and_names_the_caller() {
     let answer = conn.round_trip(json!({"cmd": "add", "x": 2, "y": 3})).await;
     assert_eq!(answer["solution"], 5);
 
+    // A connection that owes its token gets only the read timeout to send it.
+    let mut silent = TcpStream::connect(host.addr).await.expect("connects");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest))
+        .await
+        .expect("closed well before the idle timeout")
+        .expect("reads");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "after {:?}",
+        started.elapsed()
+    );
+
     // The client library sends it on every new connection.
     let mut client = host.client().with_token("billing-token-0123456789");
     assert_eq!(

@@ -84,7 +84,7 @@ pub(crate) async fn serve<S: Stream>(
                 say_shutting_down(&mut *transport.lock().await, dispatcher).await;
                 break;
             }
-            next = async { transport.lock().await.read(limits.idle_timeout).await } => next,
+            next = async { transport.lock().await.read(wait(&limits, &session, dispatcher)).await } => next,
         };
         let message = match next {
             Ok(Some(message)) => message,
@@ -127,6 +127,17 @@ pub(crate) async fn serve<S: Stream>(
     }
     transport.lock().await.close().await;
     tracing::debug!("connection closed");
+}
+
+/// How long the connection may sit before its next request: the idle timeout, but only
+/// the read timeout for a connection that still owes the host its token, so that
+/// strangers cannot hold connection slots for long.
+fn wait(limits: &ConnectionLimits, session: &Session, dispatcher: &Dispatcher) -> Duration {
+    if dispatcher.requires_token() && !session.is_authenticated() {
+        limits.read_timeout.min(limits.idle_timeout)
+    } else {
+        limits.idle_timeout
+    }
 }
 
 /// The answer to a request that arrives while the host is closing.

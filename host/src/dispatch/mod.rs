@@ -73,6 +73,11 @@ impl Dispatcher {
         }
     }
 
+    /// Whether connections must authenticate with a token first.
+    pub fn requires_token(&self) -> bool {
+        self.tokens.is_some()
+    }
+
     /// Serves the commands `commands` finds instead, from the next request on.
     pub fn with_commands(self, commands: Arc<dyn Commands>) -> Self {
         Self { commands, ..self }
