@@ -137,6 +137,12 @@ async fn metrics_change_by_exactly_the_requests_made() {
         let answer = conn.round_trip(json!({"cmd": "misbehave", "do": "panic"})).await;
         assert_eq!(answer["code"], "handler_failed", "{answer}");
     }
+    let answer = conn
+        .round_trip(json!({"cmd": "misbehave", "do": "huge", "mib": 2}))
+        .await;
+    assert_eq!(answer["code"], "too_large", "a response over the limit: {answer}");
+    let answer = conn.round_trip(json!({"cmd": "misbehave", "do": "loop"})).await;
+    assert_eq!(answer["code"], "timeout", "{answer}");
 
     let after = http::get(admin, "/metrics", &[]).await.body;
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
@@ -171,8 +177,18 @@ async fn metrics_change_by_exactly_the_requests_made() {
         "{after}"
     );
     assert_eq!(
+        delta(r#"tcpy_requests_total{command="misbehave",outcome="too_large"}"#),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        delta(r#"tcpy_requests_total{command="misbehave",outcome="timeout"}"#),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
         delta(r#"tcpy_request_duration_seconds_count{command="misbehave"}"#),
-        2.0,
+        4.0,
         "{after}"
     );
     assert!(
