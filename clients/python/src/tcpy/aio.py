@@ -10,7 +10,8 @@ from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Dict, Mapping, Optional, Type, TypeVar
 
 from . import _tls, _wire
-from ._wire import DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, DEFAULT_TIMEOUT, Message
+from ._settings import ClientSettings
+from ._wire import DEFAULT_TIMEOUT, Message
 from .errors import (
     ConnectError,
     ConnectionClosed,
@@ -47,7 +48,7 @@ class _Connection:
             pass  # the loop may be closing; the transport goes with it
 
 
-class AsyncClient:
+class AsyncClient(ClientSettings):
     """An asyncio client of a tcpy host::
 
         async with AsyncClient("localhost", 7272) as client:
@@ -61,47 +62,11 @@ class AsyncClient:
     for requests that run at the same time, use one client per task.
     """
 
-    def __init__(
-        self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        *,
-        timeout: Optional[float] = DEFAULT_TIMEOUT,
-        encoding: str = "json",
-        max_message: int = DEFAULT_MAX_MESSAGE,
-        tls: _tls.TLSOption = None,
-        server_hostname: Optional[str] = None,
-        token: Optional[str] = None,
-    ) -> None:
-        _wire.check_limits(timeout, max_message)
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.encoding = _wire.check_encoding(encoding)
-        self.max_message = max_message
-        self.tls: Optional[ssl.SSLContext] = _tls.resolve(tls, server_hostname)
-        self.server_hostname = server_hostname
-        self._token = _wire.check_token(token)
-        #: The identity the host named for the token on the last connection, or None.
-        self.identity: Optional[str] = None
-        self._conn: Optional[_Connection] = None
-        self._conversation: Optional[AsyncConversation] = None
-        self._lock: Optional[asyncio.Lock] = None
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "not connected"
-        tls = " tls" if self.tls is not None else ""
-        return f"<AsyncClient {self.address} {self.encoding}{tls} {state}>"
-
-    @property
-    def address(self) -> str:
-        """``host:port`` (``[::1]:7272`` for an IPv6 literal)."""
-        return _wire.address(self.host, self.port)
-
-    @property
-    def connected(self) -> bool:
-        """Whether the client holds a connection (the host may have closed it since)."""
-        return self._conn is not None
+    # The settings and ``__init__`` come from :class:`ClientSettings`; the connection is
+    # this client's own.
+    _conn: Optional[_Connection]
+    _conversation: Optional[AsyncConversation] = None
+    _lock: Optional[asyncio.Lock] = None
 
     async def connect(self) -> None:
         """Connects, unless already connected; with ``tls``, makes the TLS handshake;
