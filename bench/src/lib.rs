@@ -21,8 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
@@ -66,12 +65,20 @@ pub(crate) type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 #[derive(Clone)]
 pub(crate) struct Connector {
     addr: SocketAddr,
-    tls: Option<tokio_rustls::TlsConnector>,
+    /// The TLS connector and the name the host's certificate must carry.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
 }
 
 impl Connector {
     fn new(plan: &Plan) -> Result<Self, BenchError> {
-        let tls = plan.tls_ca.as_deref().map(tls_connector).transpose()?;
+        let tls = match plan.tls_ca.as_deref() {
+            None => None,
+            Some(ca) => {
+                let tls_error = |error: tcpy_client::ClientError| BenchError::Tls(error.to_string());
+                let config = tcpy_client::TlsConfig::from_pem_files(ca, None).map_err(tls_error)?;
+                Some(config.connector("localhost").map_err(tls_error)?)
+            }
+        };
         Ok(Self { addr: plan.addr, tls })
     }
 
@@ -79,33 +86,15 @@ impl Connector {
     pub(crate) async fn open(&self) -> Result<Stream, BenchError> {
         let addr = self.addr;
         let tcp = connect(addr).await?;
-        let Some(tls) = &self.tls else {
+        let Some((tls, name)) = &self.tls else {
             return Ok(Either::Left(tcp));
         };
-        let name = ServerName::try_from("localhost").map_err(|error| BenchError::Tls(error.to_string()))?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name.clone(), tcp)).await {
             Ok(Ok(stream)) => Ok(Either::Right(stream)),
             Ok(Err(error)) => Err(BenchError::Tls(format!("handshake with {addr}: {error}"))),
             Err(_) => Err(BenchError::Tls(format!("handshake with {addr} timed out"))),
         }
     }
-}
-
-fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, BenchError> {
-    let bad = |error: String| BenchError::Tls(format!("`{}`: {error}", ca.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|error| bad(error.to_string()))? {
-        roots
-            .add(cert.map_err(|error| bad(error.to_string()))?)
-            .map_err(|error| bad(error.to_string()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| bad(error.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// Opens the plan's connections, sends its requests and reports what came back.

@@ -73,8 +73,12 @@ impl TlsConfig {
     }
 
     /// The connector, and the name the host's certificate must carry when the client
-    /// connects to `host`.
-    pub(crate) fn connector(
+    /// connects to `host`: for speaking TLS to a host outside [`crate::Client`] (a
+    /// load generator, a test that frames messages by hand).
+    ///
+    /// # Errors
+    /// [`ClientError::Tls`] if `host` cannot be checked against a certificate.
+    pub fn connector(
         &self,
         host: &str,
     ) -> Result<(tokio_rustls::TlsConnector, ServerName<'static>), ClientError> {

@@ -3,7 +3,6 @@
 //! bad kinds (expired, from another CA).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tcpy_host::tls::TlsFiles;
@@ -111,19 +110,8 @@ pub async fn connect(
     addr: std::net::SocketAddr,
     ca: &Path,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("reads the CA") {
-        roots.add(cert.expect("a certificate")).expect("adds the CA");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let (connector, name) = client_config(ca, None)
+        .connector("localhost")
+        .expect("localhost is a server name");
     connector.connect(name, TcpStream::connect(addr).await?).await
 }
