@@ -23,6 +23,7 @@
 //! Build the handler as a `cdylib` crate for `wasm32-wasip2`; the output is a
 //! component that the tcpy host loads. While a request runs, a handler may also talk
 //! with its client: [`send`] a message, [`recv`] the client's next one.
+//! It may keep state in the key-value stores its manifest grants: see [`kv`].
 #![deny(missing_docs)]
 
 // Lets `tcpy_guest::…` paths, which the export macros need in handler crates, resolve
@@ -30,6 +31,7 @@
 extern crate self as tcpy_guest;
 
 mod connection;
+pub mod kv;
 mod response;
 
 pub use connection::{SendError, recv, send};
@@ -44,6 +46,9 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_handler",
         default_bindings_module: "tcpy_guest::bindings",
+        // The vendored `wasi:keyvalue` interfaces are generated here too (no other
+        // crate provides their bindings).
+        generate_all,
     });
 }
 

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::TypedValueParser;
 
 use crate::ConnectionLimits;
+use crate::keyvalue::KvLimits;
 use crate::runtime::{Limits, RequestLimits};
 use crate::server::Shutdown;
 use crate::tls::TlsFiles;
@@ -98,6 +100,26 @@ pub struct Cli {
     /// Compile every handler afresh; keep no compile cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Where the embedded key-value stores are kept (the file `stores.redb` in it)
+    /// [default: $XDG_DATA_HOME/tcpy or ~/.local/share/tcpy].
+    #[arg(long, value_name = "DIR", help_heading = STATE)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep every key-value store in this Redis instead (e.g. redis://127.0.0.1:6379/0),
+    /// shared by every host given the same URL.
+    #[arg(long, value_name = "URL", help_heading = STATE)]
+    pub redis: Option<String>,
+    /// Longest key-value key, in bytes.
+    #[arg(long, default_value_t = KvLimits::DEFAULT.max_key, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize), help_heading = STATE)]
+    pub kv_max_key: usize,
+    /// Largest key-value value (e.g. 512KiB) [default: --max-message].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = STATE)]
+    pub kv_max_value: Option<usize>,
+    /// Most keys in one key-value batch call.
+    #[arg(long, default_value_t = KvLimits::DEFAULT.max_batch, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize), help_heading = STATE)]
+    pub kv_max_batch: usize,
+    /// Longest one key-value operation may take before the handler gets an error.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, help_heading = STATE)]
+    pub kv_timeout: Duration,
     /// Serve every connection over TLS with this certificate chain (PEM); needs
     /// --tls-key. Reloaded on SIGHUP and when the file changes.
     #[arg(long, value_name = "PEM", requires = "tls_key", help_heading = SECURITY)]
@@ -136,6 +158,8 @@ pub struct Cli {
 const LIMITS: &str = "Limits (see docs/security.md)";
 /// Help heading of the ceilings on what handler manifests may set.
 const CEILINGS: &str = "Ceilings on handler manifests";
+/// Help heading of the key-value stores (see docs/state.md).
+const STATE: &str = "Key-value stores (see docs/state.md)";
 /// Help heading of TLS and authentication (see docs/security.md).
 const SECURITY: &str = "TLS and authentication (see docs/security.md)";
 /// Help heading of the admin port and shutdown (see docs/operations.md).
@@ -196,20 +220,43 @@ impl Cli {
         }
     }
 
+    /// The limits on key-value operations, as these options set them.
+    pub fn kv_limits(&self) -> KvLimits {
+        KvLimits {
+            max_key: self.kv_max_key,
+            max_value: self.kv_max_value.unwrap_or(self.max_message),
+            max_batch: self.kv_max_batch,
+            timeout: self.kv_timeout,
+        }
+    }
+
+    /// Where the embedded stores are kept: `--data-dir`, else the user's data
+    /// directory; `None` if neither is known (no `HOME`).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.data_dir
+            .clone()
+            .or_else(|| user_dir("XDG_DATA_HOME", ".local/share"))
+    }
+
     /// The compile cache directory to use, if any: `--cache-dir`, else the user's
     /// cache directory; none with `--no-cache` or when no cache directory is known.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {
             return None;
         }
-        self.cache_dir.clone().or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|dir| !dir.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-            Some(base.join("tcpy"))
-        })
+        self.cache_dir
+            .clone()
+            .or_else(|| user_dir("XDG_CACHE_HOME", ".cache"))
     }
+}
+
+/// `tcpy` under the directory the XDG variable `xdg` names, else under `~/{fallback}`.
+fn user_dir(xdg: &str, fallback: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(xdg)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(fallback)))?;
+    Some(base.join("tcpy"))
 }
 
 #[cfg(test)]
@@ -223,6 +270,7 @@ mod tests {
         assert_eq!(cli.limits(), Limits::default());
         assert_eq!(cli.connection_limits(), ConnectionLimits::default());
         assert_eq!(cli.admin, None);
+        assert_eq!(cli.kv_limits(), KvLimits::DEFAULT);
     }
 
     #[test]

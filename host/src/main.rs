@@ -8,6 +8,7 @@ use clap::Parser;
 use tcpy_host::Server;
 use tcpy_host::auth::Tokens;
 use tcpy_host::config::Cli;
+use tcpy_host::keyvalue::Stores;
 use tcpy_host::reload::Reloadable;
 use tcpy_host::runtime::Runtime;
 use tcpy_host::status::Status;
@@ -133,6 +134,9 @@ async fn load(cli: &Cli, status: Arc<Status>, reloadable: &Reloadable) -> anyhow
         }
         None => tracing::info!("no compile cache: every handler is compiled at load"),
     }
+    let stores = open_stores(cli).await?;
+    tracing::info!(stores = %stores.location(), "key-value stores");
+    runtime = runtime.with_stores(Arc::new(stores));
     let server = Server::new(runtime, &cli.handlers, status)
         .await
         .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
@@ -151,6 +155,22 @@ async fn load(cli: &Cli, status: Arc<Status>, reloadable: &Reloadable) -> anyhow
         return Ok(server.with_native_baseline());
     }
     Ok(server)
+}
+
+/// The key-value stores: in `--redis`, else embedded under the data directory.
+async fn open_stores(cli: &Cli) -> anyhow::Result<Stores> {
+    let limits = cli.kv_limits();
+    if let Some(url) = &cli.redis {
+        return Stores::redis(url, limits).context("cannot use --redis");
+    }
+    let dir = cli
+        .data_dir()
+        .context("no --data-dir given and no HOME to keep the key-value stores under")?;
+    // NB: opening may check and repair the file after a crash: off the async threads.
+    tokio::task::spawn_blocking(move || Stores::embedded(&dir, limits))
+        .await
+        .context("the key-value store's opening panicked")?
+        .context("cannot open the key-value stores (--data-dir)")
 }
 
 /// Reloads the TLS and tokens files on every SIGHUP.

@@ -13,6 +13,12 @@
 //! allow = ["billing", "ops"]
 //! pass_identity = true     # the caller's identity in the env var TCPY_IDENTITY
 //!
+//! [keyvalue]               # key-value stores it may open (wasi:keyvalue), host-wide
+//! stores = ["default", "sessions"]
+//! [keyvalue.quotas.sessions]   # optional: how full its writes may make a store
+//! max_keys = 100000
+//! max_bytes = "64MiB"
+//!
 //! [limits]                 # any of the per-request limits, up to the host's ceiling
 //! timeout = "2s"
 //! max_memory = "128MiB"
@@ -29,6 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::keyvalue::{Grants, Quota, StoreName};
 use crate::report::escaped_path;
 use crate::runtime::{Access, DirGrant, IDENTITY_VAR, RequestLimits, Sandbox};
 use crate::units::{parse_duration, parse_size};
@@ -104,7 +111,26 @@ struct Manifest {
     #[serde(default)]
     access: AccessEntry,
     #[serde(default)]
+    keyvalue: KeyValueEntry,
+    #[serde(default)]
     limits: LimitsEntry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyValueEntry {
+    #[serde(default)]
+    stores: Vec<String>,
+    #[serde(default)]
+    quotas: BTreeMap<String, QuotaEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaEntry {
+    max_keys: Option<u64>,
+    #[serde(default, deserialize_with = "size")]
+    max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +192,7 @@ impl Manifest {
             allow: self.access.allow.map(|allow| allow.into_iter().collect()),
             pass_identity: self.access.pass_identity,
         };
+        let keyvalue = self.keyvalue.grants()?;
         let limits = RequestLimits {
             timeout: self.limits.timeout.unwrap_or(defaults.timeout),
             max_memory: self.limits.max_memory.unwrap_or(defaults.max_memory),
@@ -178,7 +205,32 @@ impl Manifest {
             env: self.env.into_iter().collect(),
             dir,
             access,
+            keyvalue,
         })
+    }
+}
+
+impl KeyValueEntry {
+    /// The stores granted, each with its quota; a quota must name a granted store.
+    fn grants(mut self) -> Result<Grants, String> {
+        let mut grants = Vec::with_capacity(self.stores.len());
+        for name in &self.stores {
+            let store = StoreName::new(name).map_err(|reason| format!("keyvalue.stores: {reason}"))?;
+            let quota = self
+                .quotas
+                .remove(name)
+                .map_or_else(Quota::default, |quota| Quota {
+                    max_keys: quota.max_keys,
+                    max_bytes: quota.max_bytes.map(|bytes| bytes as u64),
+                });
+            grants.push((store, quota));
+        }
+        if let Some(name) = self.quotas.keys().next() {
+            return Err(format!(
+                "keyvalue.quotas.{name}: `{name}` is not in keyvalue.stores"
+            ));
+        }
+        Ok(Grants::new(grants))
     }
 }
 
@@ -281,6 +333,47 @@ mod tests {
         assert!(!nobody.access.admits(Some("billing")));
         let error = parse("[access]\nallow = [\"\"]", Path::new(".")).expect_err("empty identity");
         assert!(error.contains("access.allow"), "{error}");
+    }
+
+    #[test]
+    fn keyvalue_grants_stores_with_their_quotas() {
+        let sandbox = parse(
+            "[keyvalue]\nstores = [\"default\", \"sessions\"]\n\
+             [keyvalue.quotas.sessions]\nmax_keys = 10\nmax_bytes = \"1KiB\"",
+            Path::new("."),
+        )
+        .expect("valid");
+        let (_, quota) = sandbox.keyvalue.get("sessions").expect("granted");
+        assert_eq!(
+            quota,
+            Quota {
+                max_keys: Some(10),
+                max_bytes: Some(1024)
+            }
+        );
+        assert_eq!(
+            sandbox.keyvalue.get("default").map(|(_, quota)| quota),
+            Some(Quota::default())
+        );
+        assert!(sandbox.keyvalue.get("other").is_none());
+        assert!(parse("", Path::new(".")).expect("valid").keyvalue.is_empty());
+        let cases = [
+            ("[keyvalue]\nstores = [\"a b\"]", "keyvalue.stores"),
+            ("[keyvalue]\nstores = [\"\"]", "keyvalue.stores"),
+            (
+                "[keyvalue]\nstores = [\"a\"]\n[keyvalue.quotas.b]\nmax_keys = 1",
+                "not in keyvalue.stores",
+            ),
+            ("[keyvalue]\nstore = [\"a\"]", "unknown field"),
+            (
+                "[keyvalue]\nstores = [\"a\"]\n[keyvalue.quotas.a]\nmax_values = 1",
+                "unknown field",
+            ),
+        ];
+        for (text, says) in cases {
+            let error = parse(text, Path::new(".")).expect_err(text);
+            assert!(error.contains(says), "{text}: `{error}` should mention `{says}`");
+        }
     }
 
     #[test]

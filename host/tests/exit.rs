@@ -4,13 +4,17 @@
 //! These run the real binary (`cargo xtask test` builds the handlers they serve) and
 //! send it SIGTERM, as an operator or an orchestrator would.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tcpy_tests::process::HostProcess;
 use tcpy_tests::target_dir;
+
+/// Starts the host binary on `dir` (see [`HostProcess::start`]).
+fn start(dir: &Path, extra: &[&str]) -> HostProcess {
+    HostProcess::start(Path::new(env!("CARGO_BIN_EXE_tcpy-host")), dir, extra)
+}
 
 fn built(relative: &str) -> PathBuf {
     let path = target_dir().join(relative);
@@ -20,91 +24,6 @@ fn built(relative: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A running `tcpy-host`, its log lines arriving on a channel.
-struct Host {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Host {
-    /// Starts the host on `dir` with `extra` options, and no drain delay unless
-    /// `extra` sets one.
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let drain_delay: &[&str] = if extra.contains(&"--drain-delay") {
-            &[]
-        } else {
-            &["--drain-delay", "0s"]
-        };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpy-host"))
-            .args(["--port", "0", "--no-cache", "--handlers"])
-            .arg(dir)
-            .args(drain_delay)
-            .args(extra)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "tcpy_host=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpy-host starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Waits up to `within` for a log line containing `text`; returns it.
-    fn wait_for(&self, text: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with `{text}` within {within:?}"),
-            }
-        }
-    }
-
-    /// Sends SIGTERM, as an orchestrator stopping the host would.
-    fn terminate(&self) {
-        send_signal(self, libc::SIGTERM);
-    }
-
-    /// Waits up to `within` for the process to exit.
-    fn exits_within(&mut self, within: Duration) -> ExitStatus {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Some(status) = self.child.try_wait().expect("waits") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        panic!("tcpy-host still running {within:?} after the signal");
-    }
-
-    /// The address in a log line's `address=` field (the "tcpy-host listening" and
-    /// "admin port" lines).
-    fn address(line: &str) -> std::net::SocketAddr {
-        let start = line.find("address=").expect("an address field") + "address=".len();
-        let end = line[start..].find(' ').map_or(line.len(), |end| start + end);
-        line[start..end].parse().expect("a socket address")
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn mkfifo(path: &Path) {
@@ -118,7 +37,7 @@ fn a_fifo_in_the_handlers_directory_neither_blocks_start_up_nor_exit() {
     std::fs::copy(built("test-handlers/add.wasm"), dir.path().join("add.wasm")).expect("copies");
     mkfifo(&dir.path().join("fifo.wasm"));
     mkfifo(&dir.path().join("add.toml"));
-    let mut host = Host::start(dir.path(), &[]);
+    let mut host = start(dir.path(), &[]);
     host.wait_for("tcpy-host listening", Duration::from_secs(30));
     // A FIFO deployed into the live directory too.
     mkfifo(&dir.path().join("later.wasm"));
@@ -137,7 +56,7 @@ fn a_signal_during_a_long_compile_exits_at_once() {
         dir.path().join("py_add.wasm"),
     )
     .expect("copies");
-    let mut host = Host::start(dir.path(), &[]);
+    let mut host = start(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(500));
     let signalled = Instant::now();
     host.terminate();
@@ -155,9 +74,9 @@ fn a_second_signal_during_the_drain_exits_at_once() {
         dir.path().join("misbehave.wasm"),
     )
     .expect("copies");
-    let mut host = Host::start(dir.path(), &["--grace", "60s", "--timeout", "60s"]);
+    let mut host = start(dir.path(), &["--grace", "60s", "--timeout", "60s"]);
     let listening = host.wait_for("tcpy-host listening", Duration::from_secs(30));
-    let mut conn = std::net::TcpStream::connect(Host::address(&listening)).expect("connects");
+    let mut conn = std::net::TcpStream::connect(HostProcess::address(&listening)).expect("connects");
     std::io::Write::write_all(
         &mut conn,
         b"{\"cmd\":\"misbehave\",\"do\":\"sleep\",\"ms\":30000}\n",
@@ -191,7 +110,7 @@ fn sigterm_fails_readyz_at_once_serves_through_the_drain_delay_then_exits() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::copy(built("test-handlers/add.wasm"), dir.path().join("add.wasm")).expect("copies");
     let (drain_delay, grace) = (Duration::from_millis(1500), Duration::from_secs(2));
-    let mut host = Host::start(
+    let mut host = start(
         dir.path(),
         &[
             "--admin",
@@ -202,8 +121,8 @@ fn sigterm_fails_readyz_at_once_serves_through_the_drain_delay_then_exits() {
             "2s",
         ],
     );
-    let admin = Host::address(&host.wait_for("admin port", Duration::from_secs(30)));
-    let listening = Host::address(&host.wait_for("tcpy-host listening", Duration::from_secs(30)));
+    let admin = HostProcess::address(&host.wait_for("admin port", Duration::from_secs(30)));
+    let listening = HostProcess::address(&host.wait_for("tcpy-host listening", Duration::from_secs(30)));
     assert_eq!(admin_get(admin, "/livez").0, 200);
     // Ready a moment after the listening line, once the accept loop runs.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -242,15 +161,6 @@ fn sigterm_fails_readyz_at_once_serves_through_the_drain_delay_then_exits() {
     );
 }
 
-/// Sends `signal` to the host.
-fn send_signal(host: &Host, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(host.child.id()).expect("a pid");
-    // SAFETY: kill takes no pointers; the pid is our own child's, not yet reaped.
-    #[allow(unsafe_code)]
-    let sent = unsafe { libc::kill(pid, signal) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
-}
-
 #[test]
 fn sighup_reloads_the_tls_files_and_the_tokens_and_does_not_stop_the_host() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -264,7 +174,7 @@ fn sighup_reloads_the_tls_files_and_the_tokens_and_does_not_stop_the_host() {
         server.key.display().to_string(),
     );
     let tokens_arg = tokens.display().to_string();
-    let mut host = Host::start(
+    let mut host = start(
         dir.path(),
         &[
             "--tls-cert",
@@ -276,7 +186,7 @@ fn sighup_reloads_the_tls_files_and_the_tokens_and_does_not_stop_the_host() {
         ],
     );
     host.wait_for("tcpy-host listening", Duration::from_secs(30));
-    send_signal(&host, libc::SIGHUP);
+    tcpy_tests::send_signal(&host.child, libc::SIGHUP);
     let line = host.wait_for("TLS certificate reloaded", Duration::from_secs(5));
     assert!(line.contains("SIGHUP"), "{line}");
     host.wait_for("tokens reloaded", Duration::from_secs(5));

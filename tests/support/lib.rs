@@ -5,6 +5,8 @@ pub mod certs;
 pub mod hostile;
 pub mod http;
 pub mod logs;
+pub mod process;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,15 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!("no `{name}` on the PATH: run `cargo xtask test`, which installs Debian's `{package}`, or install it yourself")
         })
+}
+
+/// Sends `signal` to `child`, a process the test started and has not reaped.
+pub fn send_signal(child: &std::process::Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: kill takes no pointers; the pid is our own child's, not yet reaped.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
 }
 
 /// Routes the host's logs to the test output, shown when a test fails.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,7 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     // A directory of its own: target/handlers may hold more handlers, slower to load.
     let handlers = workspace.target.join("bench-handlers");
     let built = workspace.target.join(crate::WASM_TARGET).join("guest");
-    crate::copy_components(&built, &handlers, &crate::EXAMPLES)?;
+    workspace.copy_rust_handlers(&built, &handlers, &crate::EXAMPLES)?;
     let release = workspace.target.join("release");
     let (binary, bench) = (release.join("tcpy-host"), release.join("tcpy-bench"));
     if options.admin_only {
@@ -176,13 +176,18 @@ fn read_criterion(dir: &Path) -> Result<Vec<Micro>> {
 struct Host {
     child: Child,
     addr: SocketAddr,
+    /// Its `--data-dir`, removed when it stops.
+    data: PathBuf,
 }
 
 impl Host {
     fn start(binary: &Path, handlers: &Path, extra: &[&str]) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let data = std::env::temp_dir().join(format!("tcpy-bench-data-{}-{port}", std::process::id()));
         let child = Command::new(binary)
             .args(extra)
+            .arg("--data-dir")
+            .arg(&data)
             .args([
                 "--native-baseline",
                 "--host",
@@ -200,6 +205,7 @@ impl Host {
         let mut host = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            data,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(host.addr).is_err() {
@@ -225,6 +231,7 @@ impl Host {
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 

@@ -70,6 +70,15 @@ pub(crate) fn component(workspace: &Workspace, language: Language, handler: &str
     built_dir(workspace).join(format!("{}_{handler}.wasm", language.prefix()))
 }
 
+/// The manifest of `handler` in `language` (`NAME.toml` beside its source), if it has one.
+pub(crate) fn manifest(workspace: &Workspace, language: Language, handler: &str) -> Option<PathBuf> {
+    let path = workspace
+        .root
+        .join(language.dir())
+        .join(format!("{handler}.toml"));
+    path.is_file().then_some(path)
+}
+
 fn built_dir(workspace: &Workspace) -> PathBuf {
     workspace.target.join("languages")
 }
@@ -123,18 +132,36 @@ pub(crate) fn build(workspace: &Workspace) -> Result<()> {
 /// What a component is made of: its source, the helper, the WIT and the toolchain pins.
 fn fingerprint(workspace: &Workspace, language: Language, handler: &str) -> Result<String> {
     let dir = workspace.root.join(language.dir());
-    let inputs = [
+    let mut inputs = vec![
         dir.join(language.source(handler)),
         dir.join(language.helper()),
         dir.join(language.pins()),
-        workspace.root.join("wit/tcpy.wit"),
     ];
+    inputs.extend(wit_files(workspace)?);
     let mut hasher = DefaultHasher::new();
     for input in &inputs {
         let bytes = std::fs::read(input).with_context(|| format!("cannot read `{}`", input.display()))?;
         bytes.hash(&mut hasher);
     }
     Ok(format!("{:016x}\n", hasher.finish()))
+}
+
+/// Every WIT file of the `handler` world: `wit/tcpy.wit` and the packages in `wit/deps`.
+fn wit_files(workspace: &Workspace) -> Result<Vec<PathBuf>> {
+    let wit = workspace.root.join("wit");
+    let mut files = vec![wit.join("tcpy.wit")];
+    let deps = wit.join("deps");
+    for package in std::fs::read_dir(&deps).with_context(|| format!("cannot read `{}`", deps.display()))? {
+        let package = package?.path();
+        for file in
+            std::fs::read_dir(&package).with_context(|| format!("cannot read `{}`", package.display()))?
+        {
+            files.push(file?.path());
+        }
+    }
+    // NB: sorted, so the fingerprint does not depend on the order read_dir lists them in.
+    files.sort();
+    Ok(files)
 }
 
 fn python_build(workspace: &Workspace, venv: &Path, handler: &str, output: &Path) -> Command {
@@ -152,7 +179,7 @@ fn javascript_build(workspace: &Workspace, node_modules: &Path, handler: &str, o
     // `--sync`: the host runs exports without component-model async.
     command
         .current_dir(&workspace.root)
-        .args(["--wit", "wit/tcpy.wit", "--world", "handler", "--sync", "--js"])
+        .args(["--wit", "wit", "--world", "handler", "--sync", "--js"])
         .arg(format!(
             "{}/{}",
             Language::JavaScript.dir(),

@@ -16,9 +16,9 @@ mod system;
 mod wasmtime_serve;
 
 /// The example handlers `serve` offers.
-const EXAMPLES: [&str; 3] = ["add", "echo", "tally"];
+const EXAMPLES: [&str; 4] = ["add", "counter", "echo", "tally"];
 /// Handlers only the tests use.
-const TEST_ONLY: [&str; 1] = ["misbehave"];
+const TEST_ONLY: [&str; 2] = ["kvops", "misbehave"];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 #[derive(Parser)]
@@ -130,27 +130,56 @@ impl Workspace {
         run(build).context("cargo build of the handlers failed")?;
 
         let built = self.target.join(WASM_TARGET).join("guest");
-        copy_components(&built, &self.target.join("handlers"), &EXAMPLES)?;
+        self.copy_rust_handlers(&built, &self.target.join("handlers"), &EXAMPLES)?;
         let everything: Vec<&str> = EXAMPLES.iter().chain(&TEST_ONLY).copied().collect();
-        copy_components(&built, &self.target.join("test-handlers"), &everything)?;
+        self.copy_rust_handlers(&built, &self.target.join("test-handlers"), &everything)?;
 
         // The Python and JavaScript components are large and slow to compile, so the
         // tests load them only in hosts of their own (target/language-handlers/LANG).
         languages::build(self)?;
         let by_language = self.target.join("language-handlers");
-        copy_components(&built, &by_language.join("rust"), &["add", "tally", "misbehave"])?;
+        let mut rust: Vec<&str> = languages::HANDLERS.to_vec();
+        rust.push("misbehave");
+        self.copy_rust_handlers(&built, &by_language.join("rust"), &rust)?;
         for language in languages::LANGUAGES {
             for handler in languages::HANDLERS {
                 let component = languages::component(self, language, handler);
+                let manifest = languages::manifest(self, language, handler);
                 let prefixed = format!("{}_{handler}", language.prefix());
-                copy_component(&component, &self.target.join("handlers"), &prefixed)?;
-                copy_component(&component, &by_language.join(language.prefix()), handler)?;
+                copy_handler(
+                    &component,
+                    manifest.as_deref(),
+                    &self.target.join("handlers"),
+                    &prefixed,
+                )?;
+                copy_handler(
+                    &component,
+                    manifest.as_deref(),
+                    &by_language.join(language.prefix()),
+                    handler,
+                )?;
             }
         }
         eprintln!(
             "handlers ready in {}",
             self.relative(&self.target.join("handlers")).display()
         );
+        Ok(())
+    }
+
+    /// Copies the Rust handlers `names` from `built` into `to`, each with its manifest
+    /// (`NAME.toml` in its crate's directory) if it has one.
+    fn copy_rust_handlers(&self, built: &Path, to: &Path, names: &[&str]) -> Result<()> {
+        for name in names {
+            let manifest = [
+                self.root.join("handlers/rust").join(name),
+                self.root.join("tests/handlers").join(name),
+            ]
+            .into_iter()
+            .map(|dir| dir.join(format!("{name}.toml")))
+            .find(|path| path.is_file());
+            copy_handler(&built.join(format!("{name}.wasm")), manifest.as_deref(), to, name)?;
+        }
         Ok(())
     }
 
@@ -213,27 +242,29 @@ fn add_wasm_target() -> Result<()> {
 }
 
 /// Copies each `NAME.wasm` of `names` from `from` to `to`.
-fn copy_components(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
-    for name in names {
-        copy_component(&from.join(format!("{name}.wasm")), to, name)?;
+/// Copies the component `source` to `to/NAME.wasm`, and its `manifest` (if any) to
+/// `to/NAME.toml` first, so the host never loads the new component without it.
+fn copy_handler(source: &Path, manifest: Option<&Path>, to: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create `{}`", to.display()))?;
+    if let Some(manifest) = manifest {
+        copy_file(manifest, to, &format!("{name}.toml"))?;
     }
-    Ok(())
+    copy_file(source, to, &format!("{name}.wasm"))
 }
 
-/// Copies the component `source` to `to/NAME.wasm`.
+/// Copies `source` to `to/file`.
 ///
 /// A running host watches `to` and reloads what changes, so a file that is already
 /// up to date is left alone, and another is replaced by a rename: the host never
-/// sees a half-written component.
-fn copy_component(source: &Path, to: &Path, name: &str) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create `{}`", to.display()))?;
-    let destination = to.join(format!("{name}.wasm"));
-    let component = std::fs::read(source).with_context(|| format!("cannot read `{}`", source.display()))?;
-    if std::fs::read(&destination).is_ok_and(|old| old == component) {
+/// sees a half-written one.
+fn copy_file(source: &Path, to: &Path, file: &str) -> Result<()> {
+    let destination = to.join(file);
+    let bytes = std::fs::read(source).with_context(|| format!("cannot read `{}`", source.display()))?;
+    if std::fs::read(&destination).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    let partial = to.join(format!(".{name}.wasm.partial"));
-    std::fs::write(&partial, &component)
+    let partial = to.join(format!(".{file}.partial"));
+    std::fs::write(&partial, &bytes)
         .and_then(|()| std::fs::rename(&partial, &destination))
         .with_context(|| format!("cannot write `{}`", destination.display()))
 }

@@ -12,8 +12,9 @@ pub(crate) struct Tool {
 }
 
 /// What `cargo xtask test` needs on the machine: promtool checks `/metrics`, openssl
-/// makes the certificates of the Python and JavaScript clients' TLS tests.
-pub(crate) const TEST_TOOLS: [Tool; 2] = [
+/// makes the certificates of the Python and JavaScript clients' TLS tests, and
+/// redis-server backs the key-value tests of the Redis stores.
+pub(crate) const TEST_TOOLS: [Tool; 3] = [
     Tool {
         program: "promtool",
         package: "prometheus",
@@ -21,6 +22,10 @@ pub(crate) const TEST_TOOLS: [Tool; 2] = [
     Tool {
         program: "openssl",
         package: "openssl",
+    },
+    Tool {
+        program: "redis-server",
+        package: "redis-server",
     },
 ];
 

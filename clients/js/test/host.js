@@ -77,6 +77,8 @@ export function startHost(args = [], { port = 0, handlers = HANDLERS } = {}) {
       '--port', String(port),
       '--no-watch',
       '--cache-dir', cache,
+      // Each host its own key-value stores: two may not share one redb file.
+      '--data-dir', mkdtempSync(path.join(cache, 'data-')),
       '--drain-delay', '0s',
       ...args,
     ],

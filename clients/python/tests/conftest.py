@@ -45,6 +45,8 @@ class Host:
             "--port", str(port),
             "--no-watch",
             "--cache-dir", str(cache),
+            # Each host its own key-value stores: two may not share one redb file.
+            "--data-dir", str(log.with_suffix(".data")),
             "--drain-delay", "0s",
             *args,
         ]  # fmt: skip

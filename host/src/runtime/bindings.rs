@@ -1,5 +1,8 @@
-//! Host bindings generated from `wit/tcpy.wit`: the `handler` world (`Handler`,
-//! `HandlerPre`) and the host side of its imports (`tcpy::handler::connection::Host`).
+//! Host bindings generated from `wit/`: the `handler` world (`Handler`, `HandlerPre`)
+//! and the host side of its imports (`tcpy::handler::connection::Host`, and the
+//! `wasi::keyvalue` interfaces, whose resources are [`Bucket`] and [`Cas`]).
+
+pub use super::keyvalue::{Bucket, Cas};
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -9,7 +12,14 @@ wasmtime::component::bindgen!({
         // when the handler passes its limit of messages.
         "tcpy:handler/connection.recv": async | trappable,
         "tcpy:handler/connection.send": async | trappable,
+        // Trappable only for a resource handle the host cannot find; every store
+        // failure is an `error` the handler gets.
+        "wasi:keyvalue": async | trappable,
         default: async,
     },
     exports: { default: async },
+    with: {
+        "wasi:keyvalue/store.bucket": Bucket,
+        "wasi:keyvalue/atomics.cas": Cas,
+    },
 });

@@ -11,6 +11,7 @@ mod compiled;
 mod conversation;
 mod engine;
 mod error;
+mod keyvalue;
 mod limits;
 #[cfg(feature = "bench")]
 mod reuse;
@@ -31,6 +32,7 @@ pub use cache::Digest;
 pub use compiled::CompiledHandler;
 pub use conversation::{Conversation, ConversationError, ConversationFuture, NoClient};
 pub use error::{ExecError, LoadError};
+pub use keyvalue::{Bucket, Cas, MAX_HANDLES};
 pub use limits::{AboveCeiling, Limits, RequestLimits};
 #[cfg(feature = "bench")]
 pub use reuse::ReusedInstance;
@@ -38,6 +40,7 @@ pub use sandbox::{Access, DirGrant, IDENTITY_VAR, Sandbox};
 pub use state::{TooManySends, TooManyWaiting};
 pub use stdio::{MAX_BYTES_PER_REQUEST, MAX_LINES_PER_REQUEST};
 
+use crate::keyvalue::Stores;
 use clock::Overrun;
 use state::RequestState;
 
@@ -49,6 +52,8 @@ pub struct Runtime {
     cache: Option<cache::CompileCache>,
     /// One permit per request that may be in conversation at once (`limits.max_waiting`).
     waiting: Arc<Semaphore>,
+    /// The key-value stores handlers may be granted, if the host has any.
+    stores: Option<Arc<Stores>>,
 }
 
 impl Runtime {
@@ -72,7 +77,19 @@ impl Runtime {
             waiting: Arc::new(Semaphore::new(limits.max_waiting as usize)),
             limits,
             cache: None,
+            stores: None,
         })
+    }
+
+    /// Gives handlers the key-value `stores`: each reaches those its manifest grants.
+    pub fn with_stores(mut self, stores: Arc<Stores>) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+
+    /// The key-value stores, if the host has any.
+    pub fn stores(&self) -> Option<&Arc<Stores>> {
+        self.stores.as_ref()
     }
 
     /// Keeps compiled components in `dir`, so a component already compiled (same
@@ -184,6 +201,7 @@ impl Runtime {
             conversation,
             self.limits.max_message,
             Arc::clone(&self.waiting),
+            self.stores.clone(),
         )
         .map_err(|error| ExecError::Sandbox(format!("{error:#}")))?;
         let mut store = Store::new(&self.engine, state);

@@ -14,6 +14,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::RequestLimits;
 use super::stdio::{LogStream, OutputBudget};
+use crate::keyvalue::Grants;
 use crate::report::escaped_path;
 
 /// One handler's sandbox: the limits its requests run under and what of the host it
@@ -28,6 +29,8 @@ pub struct Sandbox {
     pub dir: Option<DirGrant>,
     /// Who may run it, and whether it learns who did.
     pub access: Access,
+    /// The key-value stores it may open.
+    pub keyvalue: Grants,
 }
 
 /// Who may run a handler (`[access]` in its manifest).
@@ -183,6 +186,10 @@ impl Sandbox {
         }
         if self.access.pass_identity {
             grants.push(format!("the caller's identity in {IDENTITY_VAR}"));
+        }
+        if !self.keyvalue.is_empty() {
+            let names: Vec<&str> = self.keyvalue.names().map(|name| name.as_str()).collect();
+            grants.push(format!("key-value stores [{}]", names.join(", ")));
         }
         if grants.is_empty() {
             "none".to_owned()

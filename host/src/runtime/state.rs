@@ -1,8 +1,11 @@
-//! Per-request store data: WASI context, limits, timing and the host side of `connection`.
+//! Per-request store data: WASI context, limits, timing, key-value access and the host
+//! side of `connection`.
 
 use std::sync::Arc;
 
 use tcpy_protocol::{Object, is_response};
+
+use crate::keyvalue::Stores;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -10,13 +13,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::tcpy::handler::connection;
 use super::clock::RequestClock;
+use super::keyvalue::KeyValue;
 use super::{Conversation, ConversationError, RequestLimits, Sandbox};
 
 /// Everything one request's `Store` holds. Built fresh for every request.
 pub(crate) struct RequestState {
-    command: Arc<str>,
+    pub(super) command: Arc<str>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    /// The stores this request may open, and its open handles.
+    pub(super) keyvalue: KeyValue,
     pub(super) memory: MemoryLimiter,
     conversation: Box<dyn Conversation>,
     pub(super) limits: RequestLimits,
@@ -44,11 +50,13 @@ impl RequestState {
         conversation: Box<dyn Conversation>,
         max_message: usize,
         waiting: Arc<Semaphore>,
+        stores: Option<Arc<Stores>>,
     ) -> wasmtime::Result<Self> {
         Ok(Self {
             command: command.clone(),
             wasi: sandbox.wasi(command, caller)?,
             table: ResourceTable::new(),
+            keyvalue: KeyValue::new(stores, sandbox.keyvalue.clone()),
             memory: MemoryLimiter::new(sandbox.limits.max_memory),
             conversation,
             limits: sandbox.limits,
