@@ -1,11 +1,17 @@
 //! One table, three languages: the Rust, Python and JavaScript `add` and `tally`
-//! handlers answer the same requests the same way, over real TCP.
+//! handlers answer the same requests the same way, over real TCP, and their `counter`s
+//! count in one key-value store.
 //!
 //! Each language gets a host of its own on `target/language-handlers/LANG` (see
 //! `cargo xtask build-handlers`), where its handlers serve as `add` and `tally`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::{Value, json};
-use tcpy_tests::{LineConn, TestHost, language_handlers_dir};
+use tcpy_host::keyvalue::{KvLimits, Stores};
+use tcpy_host::runtime::Runtime;
+use tcpy_tests::{LineConn, TestHost, language_handlers_dir, test_limits};
 
 /// A language's handlers, and a request that makes one of them fail mid-run.
 struct Language {
@@ -112,4 +118,49 @@ async fn an_exception_gets_handler_failed(conn: &mut LineConn, language: &Langua
     assert!(response["message"].is_string(), "{name}: {response}");
     // The same connection carries on.
     adds(conn, language).await;
+}
+
+/// The `counter` of each language counts in the same store `default`, so one key
+/// counted by all three goes 1, 2, 3, …; without its manifest, a counter is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_of_all_three_languages_share_one_store() {
+    let handlers = tempfile::tempdir().expect("a temporary directory");
+    let commands = [("rust", "counter"), ("py", "py_counter"), ("js", "js_counter")];
+    for (language, command) in commands {
+        let built = language_handlers_dir(language);
+        for extension in ["wasm", "toml"] {
+            let (from, to) = (
+                built.join(format!("counter.{extension}")),
+                handlers.path().join(format!("{command}.{extension}")),
+            );
+            std::fs::copy(&from, to).unwrap_or_else(|error| panic!("{}: {error}", from.display()));
+        }
+        let bare = handlers.path().join(format!("{command}_bare.wasm"));
+        std::fs::copy(built.join("counter.wasm"), bare).expect("copies");
+    }
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let stores = Stores::embedded(data.path(), KvLimits::DEFAULT).expect("opens");
+    let runtime = Runtime::new(test_limits())
+        .expect("runtime builds")
+        .with_stores(Arc::new(stores));
+    let host = TestHost::serve(runtime, handlers.path(), Duration::from_secs(5), false).await;
+    let mut conn = LineConn::connect(host.addr).await;
+    for round in 0..2 {
+        for (index, (_, command)) in commands.iter().enumerate() {
+            let response = conn.round_trip(json!({"cmd": command, "name": "shared"})).await;
+            let expected = i64::try_from(round * commands.len() + index + 1).expect("small");
+            assert_eq!(
+                response,
+                json!({"success": true, "name": "shared", "value": expected}),
+                "{command}"
+            );
+        }
+    }
+    for (_, command) in commands {
+        let bare = format!("{command}_bare");
+        let response = conn.round_trip(json!({"cmd": bare, "name": "shared"})).await;
+        assert_eq!(response["error"], true, "{bare}: {response}");
+        let message = response["message"].as_str().unwrap_or_default().to_lowercase();
+        assert!(message.contains("access denied"), "{bare}: {response}");
+    }
 }

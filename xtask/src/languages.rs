@@ -62,7 +62,7 @@ impl Language {
 }
 
 /// The handlers built in each language, beside the Rust examples of the same names.
-pub(crate) const HANDLERS: [&str; 2] = ["add", "tally"];
+pub(crate) const HANDLERS: [&str; 3] = ["add", "counter", "tally"];
 pub(crate) const LANGUAGES: [Language; 2] = [Language::Python, Language::JavaScript];
 
 /// The component of `handler` in `language`, as `build` leaves it.
