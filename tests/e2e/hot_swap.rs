@@ -37,6 +37,21 @@ async fn watching_host(dir: &Path) -> TestHost {
 }
 
 #[tokio::test]
+async fn a_handlers_directory_given_as_a_relative_path_is_followed_too() {
+    let dir = tempfile::tempdir_in(".").expect("temp dir in the working directory");
+    let relative = Path::new(".").join(dir.path().file_name().expect("a name"));
+    let host = watching_host(&relative).await;
+    let mut swaps = host.swaps();
+    std::fs::write(relative.join("v.wasm"), handler_bytes("add")).expect("adds v");
+    assert!(matches!(
+        next_swap(&mut swaps, "v").await,
+        SwapEvent::Loaded { .. }
+    ));
+    let mut conn = LineConn::connect(host.addr).await;
+    assert_eq!(ask_v(&mut conn).await, add_answer());
+}
+
+#[tokio::test]
 async fn handlers_are_added_replaced_and_deleted_while_the_host_runs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = watching_host(dir.path()).await;

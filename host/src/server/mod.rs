@@ -71,6 +71,9 @@ impl Server {
     /// A [`SetupError`] if `dir` cannot be read. Single handlers that fail to load are
     /// logged, counted and skipped.
     pub async fn new(runtime: Runtime, dir: &Path, status: Arc<Status>) -> Result<Self, SetupError> {
+        // NB: absolute (symlinks kept, not resolved): the watcher matches the paths of
+        // its events against it, and those are absolute.
+        let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
         let runtime = Arc::new(runtime);
         let loaded = loader::load_dir(&runtime, dir).await?;
         for _ in 0..loaded.handlers.len() {
