@@ -15,6 +15,8 @@ use serde_json::Value;
 
 use crate::{Workspace, wasmtime_serve};
 
+mod keyvalue;
+
 /// Where the generated part of docs/performance.md starts and ends.
 const BEGIN: &str = "<!-- xtask bench: begin -->";
 const END: &str = "<!-- xtask bench: end -->";
@@ -51,6 +53,10 @@ pub(crate) struct Options {
     /// Measure only the admin port's cost (add with --admin off and on); print, write nothing.
     #[arg(long)]
     admin_only: bool,
+    /// Measure only the key-value stores (`counter` against `add`, embedded and on
+    /// Redis, and redis-benchmark); print, write nothing.
+    #[arg(long)]
+    kv_only: bool,
     /// Also measure `wasmtime serve` on a hello component with `wrk` at 32
     /// connections, the nearest peer (installs wasmtime-cli into target/tools first).
     #[arg(long)]
@@ -58,6 +64,8 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
+    // Every prerequisite first: a missing tool must not end a run after its first hour.
+    crate::system::ensure(&crate::system::BENCH_TOOLS)?;
     workspace.build_handlers()?;
     let mut build = workspace.cargo();
     build.args([
@@ -93,6 +101,11 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
         println!("\n{}", render_admin(&admin, options));
         return Ok(());
     }
+    if options.kv_only {
+        let stores = keyvalue::measure(&binary, &bench, &handlers, options)?;
+        println!("\n{}", keyvalue::render(&stores, options));
+        return Ok(());
+    }
     if options.tls_only {
         let tls = tls_overhead(workspace, &binary, &bench, &handlers, options)?;
         println!("\n{}", render_tls(&tls, options));
@@ -104,6 +117,7 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     host.stop();
     let admin = admin_overhead(&binary, &bench, &handlers, options)?;
     let tls = tls_overhead(workspace, &binary, &bench, &handlers, options)?;
+    let stores = keyvalue::measure(&binary, &bench, &handlers, options)?;
     let peer = if options.wasmtime_serve {
         wasmtime_serve::measure(workspace, options.rounds, options.seconds)?
     } else {
@@ -115,6 +129,8 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     table.push_str(&render_admin(&admin, options));
     table.push('\n');
     table.push_str(&render_tls(&tls, options));
+    table.push('\n');
+    table.push_str(&keyvalue::render(&stores, options));
     println!("\n{table}");
     if !options.no_write {
         let doc = workspace.root.join("docs/performance.md");
@@ -266,7 +282,7 @@ fn end_to_end(bench: &Path, addr: SocketAddr, options: &Options) -> Result<Vec<V
     Ok(rounds)
 }
 
-/// One tcpy-bench run of `cmd` (an `add`) over `connections` connections.
+/// One tcpy-bench run of `cmd` (an `add`, or `counter`) over `connections` connections.
 fn measure(
     bench: &Path,
     addr: SocketAddr,
@@ -286,15 +302,16 @@ fn measure_with(
     options: &Options,
     extra: &[&str],
 ) -> Result<Run> {
+    // `counter` counts in one key, so its answers differ: only their name is checked.
+    let (params, expect): (&[&str], &str) = match cmd {
+        "counter" => (&["name=bench"], r#"{"success": true, "name": "bench"}"#),
+        _ => (&["x=1", "y=2"], r#"{"success": true, "solution": 3}"#),
+    };
     let output = Command::new(bench)
         .args(extra)
-        .args([
-            cmd,
-            "x=1",
-            "y=2",
-            "--expect",
-            r#"{"success": true, "solution": 3}"#,
-        ])
+        .arg(cmd)
+        .args(params)
+        .args(["--expect", expect])
         .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
         .args(["--connections", &connections.to_string()])
         .args(["--duration", &format!("{}s", options.seconds), "--warmup", "1s"])

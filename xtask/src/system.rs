@@ -1,5 +1,5 @@
-//! Programs from Debian's packages the tests use for real (promtool, openssl), installed
-//! with apt-get when they are missing.
+//! Programs from Debian's packages the tests and benchmarks use for real (promtool,
+//! openssl, redis-server, redis-benchmark), installed with apt-get when they are missing.
 
 use std::process::Command;
 
@@ -29,6 +29,19 @@ pub(crate) const TEST_TOOLS: [Tool; 3] = [
     },
 ];
 
+/// What `cargo xtask bench` needs besides: a Redis to put the stores in, and
+/// redis-benchmark for the reference figure.
+pub(crate) const BENCH_TOOLS: [Tool; 2] = [
+    Tool {
+        program: "redis-server",
+        package: "redis-server",
+    },
+    Tool {
+        program: "redis-benchmark",
+        package: "redis-tools",
+    },
+];
+
 /// Installs the package of every tool in `tools` whose program is not on the `PATH`:
 /// `apt-get update` once, then `apt-get install`. Needs root (or passwordless sudo);
 /// without it, says what to install.
@@ -41,7 +54,7 @@ pub(crate) fn ensure(tools: &[Tool]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("installing Debian packages the tests use: {}…", missing.join(" "));
+    eprintln!("installing Debian packages: {}…", missing.join(" "));
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -64,7 +77,7 @@ pub(crate) fn ensure(tools: &[Tool]) -> Result<()> {
     });
     if let Err(error) = installed {
         bail!(
-            "{error:#}\nthe tests need these Debian packages: {}; install them (as root: \
+            "{error:#}\nthis needs these Debian packages: {}; install them (as root: \
              apt-get install {}) and run again",
             missing.join(", "),
             missing.join(" ")
