@@ -13,7 +13,7 @@
 //!     println!("{}", key?);
 //! }
 //! // Read, change, write back; retried if another request changed it meanwhile.
-//! store.update("greeting", |old| [old.unwrap_or_default(), b"!"].concat())?;
+//! store.update("greeting", |old| [old.unwrap_or_default(), b"!".to_vec()].concat())?;
 //! # let _ = visits;
 //! # Ok(())
 //! # }

@@ -71,14 +71,14 @@ pub struct Quota {
 }
 
 /// The stores one handler may open (`[keyvalue]` in its manifest), each with its
-/// quota. The default grants none.
+/// quota. The default grants none. Cheap to clone: every request takes its handler's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants(std::collections::BTreeMap<StoreName, Quota>);
+pub struct Grants(Arc<std::collections::BTreeMap<StoreName, Quota>>);
 
 impl Grants {
     /// Grants `stores`, each with its quota.
     pub fn new(stores: impl IntoIterator<Item = (StoreName, Quota)>) -> Self {
-        Self(stores.into_iter().collect())
+        Self(Arc::new(stores.into_iter().collect()))
     }
 
     /// The granted store called `name` and its quota, if `name` is granted.
@@ -369,6 +369,19 @@ impl Stores {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_url_that_is_not_one_is_refused_without_echoing_it() {
+        let Err(error) = Stores::redis("http://user:secret@example.com/", KvLimits::DEFAULT) else {
+            panic!("an HTTP URL was taken for Redis")
+        };
+        let message = error.to_string();
+        assert!(message.starts_with("invalid --redis URL"), "{message}");
+        assert!(
+            !message.contains("secret"),
+            "the password reached the message: {message}"
+        );
+    }
 
     #[test]
     fn store_names_are_short_plain_words() {

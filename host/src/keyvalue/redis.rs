@@ -138,8 +138,8 @@ impl RedisStores {
     /// Stores in the Redis at `url`; connects on first use. `timeout` bounds each
     /// connection attempt and each reply.
     pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, OpenError> {
-        let client = Client::open(url).map_err(|error| OpenError::RedisUrl(format!("`{url}`: {error}")))?;
-        // NB: no password in what the log shows.
+        let client = Client::open(url).map_err(|error| OpenError::RedisUrl(error.to_string()))?;
+        // NB: only host and port reach the log, never the password or the URL.
         let address = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -148,7 +148,7 @@ impl RedisStores {
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|error| OpenError::RedisUrl(format!("`{url}`: {error}")))?;
+            .map_err(|error| OpenError::RedisUrl(error.to_string()))?;
         Ok(Self {
             connection,
             address,

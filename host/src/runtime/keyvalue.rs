@@ -35,7 +35,6 @@ pub struct Cas {
 }
 
 /// What one request may reach: the host's stores (if it has any) and its grants.
-#[derive(Clone)]
 pub(crate) struct KeyValue {
     stores: Option<Arc<Stores>>,
     grants: Grants,
