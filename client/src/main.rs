@@ -1,5 +1,9 @@
-//! `tcpy`: runs one command on a tcpy host and prints every message it sends.
+//! `tcpy`: runs one command on a tcpy host and prints every message it sends; and,
+//! for handler developers, `tcpy new` and `tcpy build` (see [`project`]).
 
+mod project;
+
+use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +25,12 @@ Examples:
   tcpy --talk tally start=10            then type n=5, n=2, ... and Ctrl-D
 
 Exit status: 0 on a success response, 1 on an error response, 2 when the host
-cannot be reached or the exchange fails.";
+cannot be reached or the exchange fails.
+
+Writing handlers (each has its own --help):
+  tcpy new NAME --lang rust|python|js [--dir DIR]   write a handler project, DIR/NAME
+  tcpy build [DIR] [--out HANDLERS_DIR]             build it; with --out, deploy it there
+To call a handler named `new` or `build`, put an option first: tcpy --port 7272 new";
 
 /// Run a command on a tcpy host; print each message it sends as one JSON line.
 #[derive(Debug, Parser)]
@@ -71,9 +80,24 @@ struct Args {
     words: Vec<String>,
 }
 
+/// `tcpy new …` and `tcpy build …` are the developer commands; anything else calls a
+/// handler, with the same syntax as before they existed.
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_else(|| OsString::from("tcpy"));
+    let first = args.next();
+    match first.as_ref().and_then(|first| first.to_str()) {
+        Some("new") => project::main_new(args),
+        Some("build") => project::main_build(args),
+        _ => call(Args::parse_from(
+            std::iter::once(program).chain(first).chain(args),
+        )),
+    }
+}
+
+/// Calls the handler `args` names; the exit status says how it answered.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let args = Args::parse();
+async fn call(args: Args) -> ExitCode {
     match run(args).await {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::ErrorResponse) => ExitCode::from(1),
@@ -273,6 +297,14 @@ mod tests {
         assert!(parse_secs("0").is_err());
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn a_handler_named_like_a_developer_command_is_called_after_an_option() {
+        let args = Args::try_parse_from(["tcpy", "--port", "9", "new", "x=1"]).expect("valid");
+        assert_eq!(args.cmd, "new");
+        let args = Args::try_parse_from(["tcpy", "--", "build"]).expect("valid");
+        assert_eq!(args.cmd, "build");
     }
 
     #[test]
