@@ -92,7 +92,7 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
 
     // A directory of its own: target/handlers may hold more handlers, slower to load.
     let handlers = workspace.target.join("bench-handlers");
-    let built = workspace.target.join(crate::WASM_TARGET).join("guest");
+    let built = workspace.rust_built();
     workspace.copy_rust_handlers(&built, &handlers, &crate::EXAMPLES)?;
     let release = workspace.target.join("release");
     let (binary, bench) = (release.join("tcpy-host"), release.join("tcpy-bench"));

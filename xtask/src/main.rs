@@ -12,7 +12,9 @@ mod bench;
 mod clients;
 mod fuzz;
 mod languages;
+mod serve;
 mod system;
+mod targets;
 mod wasmtime_serve;
 
 /// The example handlers `serve` offers.
@@ -38,10 +40,14 @@ enum Task {
     /// and test fixtures) and target/language-handlers/{rust,py,js} (what the
     /// cross-language tests serve), installing the Python and JavaScript toolchains first.
     BuildHandlers,
+    /// Checks that the host, the client and the protocol build for Windows and macOS
+    /// (`cargo check` per target, with the C cross compilers ring needs).
+    CheckTargets,
     /// Fuzzes tcpy-protocol: every target of fuzz/ for `--seconds` each, with cargo-fuzz
     /// (installed into target/tools), no sanitizer, on the project's toolchain.
     Fuzz(fuzz::Options),
-    /// Builds the handlers, then runs the host on target/handlers.
+    /// Builds the Rust handlers, runs the host on target/handlers, and brings in the
+    /// Python and JavaScript handlers by hot swap once the host listens.
     Serve {
         /// Passed on to `tcpy-host`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -61,16 +67,9 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Task::Bench(options) => bench::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
         Task::BuildHandlers => workspace.build_handlers().map(|()| ExitCode::SUCCESS),
+        Task::CheckTargets => targets::check(&workspace).map(|()| ExitCode::SUCCESS),
         Task::Fuzz(options) => fuzz::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
-        Task::Serve { args } => {
-            workspace.build_handlers()?;
-            let handlers = workspace.target.join("handlers");
-            let mut command = workspace.cargo();
-            command.args(["run", "--package", "tcpy-host", "--", "--handlers"]);
-            command.arg(handlers).args(args);
-            // The host's exit status is ours: a failed serve must not look like success.
-            status_of(command, "the host")
-        }
+        Task::Serve { args } => serve::run(&workspace, &args),
         Task::Test { args } => {
             system::ensure(&system::TEST_TOOLS)?;
             workspace.build_handlers()?;
@@ -119,9 +118,20 @@ impl Workspace {
     }
 
     fn build_handlers(&self) -> Result<()> {
-        eprintln!("building handlers…");
-        add_wasm_target()?;
+        self.build_rust_handlers()?;
+        self.build_language_handlers()?;
+        eprintln!(
+            "handlers ready in {}",
+            self.relative(&self.target.join("handlers")).display()
+        );
+        Ok(())
+    }
 
+    /// Builds the Rust examples and test handlers and copies them where the host, the
+    /// tests and the cross-language tests find them.
+    fn build_rust_handlers(&self) -> Result<()> {
+        eprintln!("building the Rust handlers…");
+        add_wasm_target()?;
         let mut build = self.cargo();
         build.args(["build", "--profile", "guest", "--target", WASM_TARGET]);
         for name in EXAMPLES.iter().chain(&TEST_ONLY) {
@@ -129,18 +139,27 @@ impl Workspace {
         }
         run(build).context("cargo build of the handlers failed")?;
 
-        let built = self.target.join(WASM_TARGET).join("guest");
+        let built = self.rust_built();
         self.copy_rust_handlers(&built, &self.target.join("handlers"), &EXAMPLES)?;
         let everything: Vec<&str> = EXAMPLES.iter().chain(&TEST_ONLY).copied().collect();
         self.copy_rust_handlers(&built, &self.target.join("test-handlers"), &everything)?;
-
-        // The Python and JavaScript components are large and slow to compile, so the
-        // tests load them only in hosts of their own (target/language-handlers/LANG).
-        languages::build(self)?;
-        let by_language = self.target.join("language-handlers");
         let mut rust: Vec<&str> = languages::HANDLERS.to_vec();
         rust.push("misbehave");
-        self.copy_rust_handlers(&built, &by_language.join("rust"), &rust)?;
+        self.copy_rust_handlers(&built, &self.target.join("language-handlers/rust"), &rust)
+    }
+
+    /// Where cargo leaves the Rust handler components.
+    fn rust_built(&self) -> PathBuf {
+        self.target.join(WASM_TARGET).join("guest")
+    }
+
+    /// Builds the Python and JavaScript handlers (installing their toolchains first if
+    /// needed) and copies them beside the Rust ones as `py_NAME`, `js_NAME`, and into
+    /// `target/language-handlers/LANG` as `NAME`: they are large and slow to compile,
+    /// so the cross-language tests load them only in hosts of their own.
+    fn build_language_handlers(&self) -> Result<()> {
+        languages::build(self)?;
+        let by_language = self.target.join("language-handlers");
         for language in languages::LANGUAGES {
             for handler in languages::HANDLERS {
                 let component = languages::component(self, language, handler);
@@ -160,10 +179,6 @@ impl Workspace {
                 )?;
             }
         }
-        eprintln!(
-            "handlers ready in {}",
-            self.relative(&self.target.join("handlers")).display()
-        );
         Ok(())
     }
 
@@ -281,10 +296,14 @@ fn run(mut command: Command) -> Result<()> {
 /// Runs `command` and returns its exit status as ours.
 fn status_of(mut command: Command, what: &str) -> Result<ExitCode> {
     let status = command.status().with_context(|| format!("cannot run {what}"))?;
-    // A signal has no exit code; report it as a plain failure.
+    Ok(exit_code(status))
+}
+
+/// `status` as our own exit code. A signal has no exit code; it is a plain failure.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     let code = status
         .code()
         .and_then(|code| u8::try_from(code).ok())
         .unwrap_or(1);
-    Ok(ExitCode::from(code))
+    ExitCode::from(code)
 }
