@@ -100,7 +100,7 @@ impl DirGrant {
     /// # Errors
     /// If `host` cannot be opened or is not a directory.
     pub fn open(host: PathBuf, guest: String) -> std::io::Result<Self> {
-        let handle = std::fs::File::open(&host)?;
+        let handle = open_dir(&host)?;
         let metadata = handle.metadata()?;
         if !metadata.is_dir() {
             return Err(std::io::Error::new(
@@ -152,6 +152,20 @@ impl DirGrant {
             Ok(self.host.clone())
         }
     }
+}
+
+/// Opens the directory `path` as a file handle, to hold it open.
+fn open_dir(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // NB: Windows opens a directory as a file only with FILE_FLAG_BACKUP_SEMANTICS.
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+        options.custom_flags(FILE_FLAG_BACKUP_SEMANTICS);
+    }
+    options.open(path)
 }
 
 /// Two grants are equal if they show the same directory at the same place: a
