@@ -69,6 +69,8 @@ pub struct DirGrant {
 /// The granted directory, held open.
 #[derive(Debug)]
 struct OpenedDir {
+    /// Where a request preopens through `/proc/self/fd` (Linux), the directory itself.
+    #[cfg(target_os = "linux")]
     handle: std::fs::File,
     identity: Identity,
     /// Whether a replaced path has been logged already (once per grant is enough).
@@ -112,6 +114,7 @@ impl DirGrant {
             host,
             guest,
             opened: Arc::new(OpenedDir {
+                #[cfg(target_os = "linux")]
                 handle,
                 identity: Identity::of(&metadata),
                 replaced_logged: AtomicBool::new(false),
