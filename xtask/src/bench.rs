@@ -81,15 +81,6 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
     ]);
     crate::run(build).context("release build of tcpy-host and tcpy-bench failed")?;
 
-    let micro = if options.no_micro {
-        Vec::new()
-    } else {
-        let mut bench = workspace.cargo();
-        bench.args(["bench", "--package", "tcpy-bench", "--benches"]);
-        crate::run(bench).context("the criterion benchmarks failed")?;
-        read_criterion(&workspace.target.join("criterion"))?
-    };
-
     // A directory of its own: target/handlers may hold more handlers, slower to load.
     let handlers = workspace.target.join("bench-handlers");
     let built = workspace.rust_built();
@@ -111,6 +102,16 @@ pub(crate) fn run(workspace: &Workspace, options: &Options) -> Result<()> {
         println!("\n{}", render_tls(&tls, options));
         return Ok(());
     }
+    // Only the full run takes the micro-benchmarks: the `--*-only` runs are quick looks.
+    let micro = if options.no_micro {
+        Vec::new()
+    } else {
+        let mut bench = workspace.cargo();
+        bench.args(["bench", "--package", "tcpy-bench", "--benches"]);
+        crate::run(bench).context("the criterion benchmarks failed")?;
+        read_criterion(&workspace.target.join("criterion"))?
+    };
+
     let mut host = Host::start(&binary, &handlers, &[])?;
     let end_to_end = end_to_end(&bench, host.addr, options)?;
     let memory = memory(&host).context("memory measurement failed")?;

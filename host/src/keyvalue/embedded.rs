@@ -227,20 +227,26 @@ fn commit(db: &Database, group: &[Job]) -> Result<Vec<Result<Written, StoreError
     let mut results = Vec::with_capacity(group.len());
     {
         let mut totals = transaction.open_table(TOTALS)?;
-        for job in group {
-            let name = table_name(&job.store);
+        // Consecutive writes to one store (the usual group) share its open table and
+        // its totals, which are written back once, when the run ends.
+        for run in group.chunk_by(|a, b| a.store == b.store) {
+            let store = &run[0].store;
+            let name = table_name(store);
             let mut table = transaction.open_table(TableDefinition::<&str, &[u8]>::new(&name))?;
-            let mut store = StoreTable {
-                name: &job.store,
-                table: &mut table,
-                totals: totals
-                    .get(job.store.as_str())?
-                    .map_or((0, 0), |totals| totals.value()),
-                quota: job.quota,
-            };
-            let result = store.apply(&job.write)?;
-            totals.insert(job.store.as_str(), store.totals)?;
-            results.push(result);
+            let mut current = totals
+                .get(store.as_str())?
+                .map_or((0, 0), |totals| totals.value());
+            for job in run {
+                let mut view = StoreTable {
+                    name: store,
+                    table: &mut table,
+                    totals: current,
+                    quota: job.quota,
+                };
+                results.push(view.apply(&job.write)?);
+                current = view.totals;
+            }
+            totals.insert(store.as_str(), current)?;
         }
     }
     transaction.commit()?;
