@@ -2,7 +2,9 @@
 //!
 //! - `GET /livez`: 200 while the process serves.
 //! - `GET /readyz`: 200 while the host is [`Phase::Serving`], 503 before (loading) and
-//!   from the first moment of a drain; the JSON body says which phase and why.
+//!   from the first moment of a drain; the JSON body says which phase and why, and
+//!   which version serves each command (`"handlers": {"add": "3f2a…"}`), so an
+//!   operator can watch a rolling update reach every host.
 //! - `GET /metrics`: the [`Metrics`](crate::metrics::Metrics), in the Prometheus text
 //!   format, or OpenMetrics for a scraper whose `Accept` asks for it.
 //!
@@ -106,6 +108,7 @@ fn readiness(status: &Status) -> Response<Full<Bytes>> {
         "ready": phase.is_ready(),
         "phase": phase.as_str(),
         "reason": phase.reason(),
+        "handlers": status.versions(),
     });
     respond(code, "application/json", format!("{body}\n"))
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use clap::builder::TypedValueParser;
 
 use crate::ConnectionLimits;
+use crate::idempotency::IdempotencySettings;
 use crate::keyvalue::KvLimits;
 use crate::runtime::{Limits, RequestLimits};
 use crate::server::Shutdown;
@@ -120,6 +121,13 @@ pub struct Cli {
     /// Longest one key-value operation may take before the handler gets an error.
     #[arg(long, default_value = "2s", value_parser = parse_duration, help_heading = STATE)]
     pub kv_timeout: Duration,
+    /// How long the answer of a request with an `idempotency_key` is kept for its retries.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, help_heading = STATE)]
+    pub idempotency_ttl: Duration,
+    /// How long a request waits while another request with its idempotency key runs,
+    /// before it is answered `in_progress`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, help_heading = STATE)]
+    pub idempotency_wait: Duration,
     /// Serve every connection over TLS with this certificate chain (PEM); needs
     /// --tls-key. Reloaded on SIGHUP and when the file changes.
     #[arg(long, value_name = "PEM", requires = "tls_key", help_heading = SECURITY)]
@@ -217,6 +225,14 @@ impl Cli {
         Shutdown {
             drain_delay: self.drain_delay,
             grace: self.grace,
+        }
+    }
+
+    /// How idempotency keys are kept, as these options set it.
+    pub fn idempotency(&self) -> IdempotencySettings {
+        IdempotencySettings {
+            ttl: self.idempotency_ttl,
+            wait: self.idempotency_wait,
         }
     }
 

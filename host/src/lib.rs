@@ -20,6 +20,7 @@ pub mod config;
 mod connection;
 pub mod dispatch;
 pub mod files;
+pub mod idempotency;
 pub mod keyvalue;
 pub mod loader;
 pub mod manifest;

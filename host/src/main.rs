@@ -140,7 +140,8 @@ async fn load(cli: &Cli, status: Arc<Status>, reloadable: &Reloadable) -> anyhow
     let server = Server::new(runtime, &cli.handlers, status)
         .await
         .with_context(|| format!("cannot serve handlers from `{}`", cli.handlers.display()))?
-        .with_connection_limits(cli.connection_limits());
+        .with_connection_limits(cli.connection_limits())
+        .with_idempotency(cli.idempotency());
     let server = match &reloadable.tls {
         Some(tls) => server.with_tls(Arc::clone(tls)),
         None => server,

@@ -50,6 +50,56 @@ impl EncodeLabelValue for Outcome {
     }
 }
 
+/// What became of a request that carried an idempotency key, as
+/// `tcpy_idempotency_keys_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdempotencyOutcome {
+    /// Its key was claimed and it ran.
+    Ran,
+    /// Its key's request had run: the recorded answer was sent again.
+    Replayed,
+    /// Another request held its key past the wait: `in_progress`.
+    InProgress,
+    /// Its key was used for another request: `idempotency_conflict`.
+    Conflict,
+    /// The store did not answer: `unavailable`.
+    Unavailable,
+}
+
+impl IdempotencyOutcome {
+    /// The outcome of a keyed request refused with `answer`.
+    pub fn refused(answer: &tcpy_protocol::Object) -> Self {
+        match answer.get("code").and_then(serde_json::Value::as_str) {
+            Some("in_progress") => Self::InProgress,
+            Some("idempotency_conflict") => Self::Conflict,
+            _ => Self::Unavailable,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ran => "ran",
+            Self::Replayed => "replayed",
+            Self::InProgress => "in_progress",
+            Self::Conflict => "conflict",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for IdempotencyOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for IdempotencyOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
 /// What happened to a handler file the host tried to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoadResult {
@@ -109,6 +159,11 @@ struct CommandLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct IdempotencyLabels {
+    outcome: IdempotencyOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct LoadLabels {
     result: LoadResult,
 }
@@ -136,6 +191,7 @@ pub struct Metrics {
     versions: Family<VersionLabels, Gauge>,
     handshakes: Family<ResultLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    idempotency: Family<IdempotencyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -194,6 +250,12 @@ impl Metrics {
             "Reloads of the TLS files and the tokens file, by what and result",
             reloads.clone(),
         );
+        let idempotency = Family::<IdempotencyLabels, Counter>::default();
+        registry.register(
+            "idempotency_keys",
+            "Requests that carried an idempotency key, by outcome (ran, replayed, in_progress, conflict, unavailable)",
+            idempotency.clone(),
+        );
         registry.register(
             "build",
             "The tcpy-host build; always 1",
@@ -210,7 +272,15 @@ impl Metrics {
             versions,
             handshakes,
             reloads,
+            idempotency,
         }
+    }
+
+    /// Counts one request that carried an idempotency key.
+    pub fn idempotency(&self, outcome: IdempotencyOutcome) {
+        self.idempotency
+            .get_or_create(&IdempotencyLabels { outcome })
+            .inc();
     }
 
     /// Counts one TLS handshake.

@@ -46,6 +46,10 @@ impl Command for Native {
         true
     }
 
+    fn max_request_time(&self) -> std::time::Duration {
+        crate::runtime::RequestLimits::DEFAULT.max_request_time
+    }
+
     fn execute<'a>(
         &'a self,
         _runtime: &'a Runtime,

@@ -13,7 +13,8 @@ use crate::status::Status;
 ///
 /// Readers take the current snapshot without locking; a request keeps the
 /// `Arc<CompiledHandler>` it looked up, so replacing the snapshot never disturbs it.
-/// Which version serves each command is kept in the metrics (`tcpy_handler_info`).
+/// Which version serves each command is kept in the [`Status`] (`/readyz` and the
+/// `tcpy_handler_info` metric).
 pub struct Registry {
     handlers: ArcSwap<HashMap<String, Arc<CompiledHandler>>>,
     status: Arc<Status>,
@@ -24,8 +25,7 @@ impl Registry {
     /// to `status`.
     pub fn new(handlers: HashMap<String, Arc<CompiledHandler>>, status: Arc<Status>) -> Self {
         for (cmd, handler) in &handlers {
-            let version = handler.digest().short();
-            status.metrics().handler_version(cmd, Some(&version), None);
+            status.serve_version(cmd, Some(handler.digest().short()));
         }
         Self {
             handlers: ArcSwap::from_pointee(handlers),
@@ -47,11 +47,7 @@ impl Registry {
             previous = next.insert(cmd.to_owned(), Arc::clone(&handler));
             next
         });
-        let version = handler.digest().short();
-        let replaced = previous.as_ref().map(|previous| previous.digest().short());
-        self.status
-            .metrics()
-            .handler_version(cmd, Some(&version), replaced.as_deref());
+        self.status.serve_version(cmd, Some(handler.digest().short()));
         previous
     }
 
@@ -63,9 +59,8 @@ impl Registry {
             previous = next.remove(cmd);
             next
         });
-        if let Some(removed) = &previous {
-            let version = removed.digest().short();
-            self.status.metrics().handler_version(cmd, None, Some(&version));
+        if previous.is_some() {
+            self.status.serve_version(cmd, None);
         }
         previous
     }

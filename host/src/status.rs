@@ -1,6 +1,7 @@
 //! Where the host is in its life, and what it has counted: what the admin port reports.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
@@ -58,6 +59,8 @@ impl Phase {
 pub struct Status {
     phase: watch::Sender<Phase>,
     metrics: Metrics,
+    /// Command → the version serving it.
+    versions: Mutex<BTreeMap<String, String>>,
 }
 
 impl Default for Status {
@@ -65,6 +68,7 @@ impl Default for Status {
         Self {
             phase: watch::Sender::new(Phase::Loading),
             metrics: Metrics::new(),
+            versions: Mutex::default(),
         }
     }
 }
@@ -100,11 +104,51 @@ impl Status {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+
+    /// Records that `version` serves `command` from now on (`None`: nothing does), in
+    /// `/readyz` and in the `tcpy_handler_info` metric.
+    pub fn serve_version(&self, command: &str, version: Option<String>) {
+        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = match &version {
+            Some(version) => versions.insert(command.to_owned(), version.clone()),
+            None => versions.remove(command),
+        };
+        self.metrics
+            .handler_version(command, version.as_deref(), previous.as_deref());
+    }
+
+    /// Every command served and its version, sorted by command.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        self.versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_follow_what_serves_each_command() {
+        let status = Status::new();
+        status.serve_version("add", Some("aaaa".to_owned()));
+        status.serve_version("echo", Some("bbbb".to_owned()));
+        status.serve_version("add", Some("cccc".to_owned()));
+        status.serve_version("echo", None);
+        let expected: BTreeMap<String, String> = [("add".to_owned(), "cccc".to_owned())].into();
+        assert_eq!(status.versions(), expected);
+        let metrics = status.metrics().prometheus_text();
+        assert!(
+            metrics.contains(r#"tcpy_handler_info{command="add",version="cccc"} 1"#),
+            "{metrics}"
+        );
+        assert!(
+            !metrics.contains("aaaa") && !metrics.contains("bbbb"),
+            "{metrics}"
+        );
+    }
 
     #[test]
     fn the_phase_only_moves_forward() {

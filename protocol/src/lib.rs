@@ -18,7 +18,7 @@ mod response;
 pub use codec::{CodecError, Framing, WireCodec};
 pub use message::{DecodeError, EncodeError, Encoding, Message};
 pub use msgpack::{MAX_DEPTH, MsgpackError};
-pub use request::{Request, RequestError};
+pub use request::{IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY, Request, RequestError};
 pub use response::{ErrorCode, error_response, is_response};
 
 #[cfg(any(test, feature = "test-support"))]

@@ -39,6 +39,16 @@ pub enum ErrorCode {
     /// The caller's identity is not on the handler's access list; the connection
     /// stays open.
     Forbidden,
+    /// A request with the same `idempotency_key` is running now (on this host or
+    /// another sharing its store) and did not finish within the wait; this one was
+    /// not run. Send it again with the same key later: it gets the first one's answer.
+    InProgress,
+    /// The `idempotency_key` was used before by a request with another command or
+    /// other params; this one was not run. A key names one request.
+    IdempotencyConflict,
+    /// The host could not reach the store that records idempotency keys, so it did
+    /// not run the request; safe to send again, here or to another host.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -56,11 +66,14 @@ impl ErrorCode {
             Self::ShuttingDown => "shutting_down",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::InProgress => "in_progress",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::Unavailable => "unavailable",
         }
     }
 
     /// Every code, in the order the protocol documents them.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 14] = [
         Self::BadRequest,
         Self::UnknownCommand,
         Self::TooLarge,
@@ -72,6 +85,9 @@ impl ErrorCode {
         Self::ShuttingDown,
         Self::Unauthorized,
         Self::Forbidden,
+        Self::InProgress,
+        Self::IdempotencyConflict,
+        Self::Unavailable,
     ];
 
     /// Parses a wire code; `None` for codes this version does not know.

@@ -9,31 +9,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tcpy_host::keyvalue::{KvLimits, Stores};
+use tcpy_host::keyvalue::{KvLimits, OpenError, Stores};
 use tcpy_host::runtime::Runtime;
 use tcpy_tests::redis::RedisServer;
 use tcpy_tests::{LineConn, TestHost, handlers_dir, test_limits};
 
 /// Where a test's stores live; kept for as long as the test runs.
-enum Backend {
+pub(crate) enum Backend {
     Embedded(tempfile::TempDir),
     Redis(RedisServer),
 }
 
 impl Backend {
-    fn embedded() -> Self {
+    pub(crate) fn embedded() -> Self {
         Self::Embedded(tempfile::tempdir().expect("a temporary directory"))
     }
 
-    fn redis() -> Self {
+    pub(crate) fn redis() -> Self {
         Self::Redis(RedisServer::start())
     }
 
     /// A fresh handle on the stores, as one host opens them.
-    fn stores(&self) -> Stores {
+    pub(crate) fn stores(&self) -> Stores {
+        self.try_stores().expect("the stores open")
+    }
+
+    /// A fresh handle on the stores, or why they do not open (an embedded store's
+    /// file is open in one host at a time).
+    pub(crate) fn try_stores(&self) -> Result<Stores, OpenError> {
         match self {
-            Self::Embedded(dir) => Stores::embedded(dir.path(), KvLimits::DEFAULT).expect("opens"),
-            Self::Redis(server) => Stores::redis(&server.url(), KvLimits::DEFAULT).expect("a valid URL"),
+            Self::Embedded(dir) => Stores::embedded(dir.path(), KvLimits::DEFAULT),
+            Self::Redis(server) => Stores::redis(&server.url(), KvLimits::DEFAULT),
         }
     }
 }

@@ -8,6 +8,7 @@ mod hardening;
 mod hostile_clients;
 mod hostile_handlers;
 mod hot_swap;
+mod idempotency;
 mod keyvalue;
 mod languages;
 mod load;

@@ -35,9 +35,15 @@ async fn every_admin_endpoint_answers_as_documented() {
     assert_eq!(ready.header("content-type"), Some("application/json"));
     assert_eq!(ready.json()["ready"], true);
     assert_eq!(ready.json()["phase"], "serving");
+    // Which version serves each command: the same as the metrics say.
+    let versions = ready.json()["handlers"].clone();
+    let add = versions["add"].as_str().expect("a version of add");
+    assert_eq!(add.len(), 12, "{versions}");
 
     let metrics = http::get(admin, "/metrics", &[]).await;
     assert_eq!(metrics.status, 200);
+    let info = format!(r#"tcpy_handler_info{{command="add",version="{add}"}} 1"#);
+    assert!(metrics.body.contains(&info), "{}", metrics.body);
     assert_eq!(
         metrics.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tcpy_protocol::Object;
 
@@ -18,6 +19,9 @@ pub trait Command: Send + Sync {
 
     /// Whether a caller known as `identity` (`None`: anonymous) may run it.
     fn admits(&self, identity: Option<&str>) -> bool;
+
+    /// The longest one request of it may run, waits for the client included.
+    fn max_request_time(&self) -> Duration;
 
     /// Runs one request of `caller` with `params`, talking to its client through
     /// `conversation`.
@@ -43,6 +47,10 @@ impl Command for CompiledHandler {
 
     fn admits(&self, identity: Option<&str>) -> bool {
         self.sandbox().access.admits(identity)
+    }
+
+    fn max_request_time(&self) -> Duration {
+        self.sandbox().limits.max_request_time
     }
 
     fn execute<'a>(

@@ -16,7 +16,8 @@ pub use command::{Command, Commands, Execution};
 pub use session::Session;
 
 use crate::auth::Tokens;
-use crate::metrics::Outcome;
+use crate::idempotency::{Admission, Ledger};
+use crate::metrics::{IdempotencyOutcome, Outcome};
 use crate::report::{MAX_ECHO, escaped};
 use crate::runtime::{Conversation, Runtime};
 use crate::status::Status;
@@ -31,6 +32,8 @@ pub struct Dispatcher {
     status: Arc<Status>,
     /// If set, a connection's first message must be `auth` with one of these tokens.
     tokens: Option<Arc<Tokens>>,
+    /// Where keyed requests are claimed and recorded; without one they are refused.
+    ledger: Option<Arc<Ledger>>,
 }
 
 /// The command a connection's first message must be when the host asks for tokens.
@@ -62,6 +65,15 @@ impl Dispatcher {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             status,
             tokens: None,
+            ledger: None,
+        }
+    }
+
+    /// Runs requests that carry an `idempotency_key` at most once, with `ledger`.
+    pub fn with_ledger(self, ledger: Arc<Ledger>) -> Self {
+        Self {
+            ledger: Some(ledger),
+            ..self
         }
     }
 
@@ -130,8 +142,39 @@ impl Dispatcher {
             let who = identity.map_or_else(|| "an anonymous caller".to_owned(), |id| format!("`{id}`"));
             return error_response(ErrorCode::Forbidden, format!("{who} may not run `{cmd}`")).into();
         }
+        let claim = match &request.idempotency_key {
+            None => None,
+            Some(key) => {
+                let Some(ledger) = &self.ledger else {
+                    return self
+                        .refuse(ErrorCode::BadRequest, "this host keeps no idempotency keys")
+                        .into();
+                };
+                match ledger
+                    .admit(identity, key, cmd, &request.params, command.max_request_time())
+                    .await
+                {
+                    Admission::Run(claim) => Some((ledger, claim)),
+                    Admission::Replay(response) => {
+                        tracing::debug!(cmd, identity, "replayed: the key's request ran already");
+                        self.status.metrics().idempotency(IdempotencyOutcome::Replayed);
+                        return response.into();
+                    }
+                    Admission::Refuse(answer) => {
+                        let outcome = IdempotencyOutcome::refused(&answer);
+                        tracing::warn!(cmd, identity, %outcome, "keyed request not run");
+                        self.status.metrics().idempotency(outcome);
+                        self.account_answer(cmd, &answer, started);
+                        return answer.into();
+                    }
+                }
+            }
+        };
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             tracing::warn!(cmd, "busy: too many requests in flight");
+            if let Some((ledger, claim)) = claim {
+                ledger.release(claim).await;
+            }
             self.account(cmd, Outcome::Host(ErrorCode::Busy), started);
             return error_response(ErrorCode::Busy, "too many requests in flight; try again later").into();
         };
@@ -140,7 +183,7 @@ impl Dispatcher {
             .execute(&self.runtime, request.params, conversation(), identity)
             .await;
         let elapsed_us = started.elapsed().as_micros() as u64;
-        match result {
+        let response = match result {
             Ok(response) => {
                 let succeeded = response.get("success") == Some(&Value::Bool(true));
                 let outcome = if succeeded {
@@ -150,15 +193,22 @@ impl Dispatcher {
                 };
                 tracing::debug!(cmd, identity, elapsed_us, %outcome, "request served");
                 self.account(cmd, outcome, started);
-                response.into()
+                response
             }
             Err(error) => {
                 let code = error.code();
                 tracing::warn!(cmd, identity, elapsed_us, outcome = %code, %error, "request failed");
                 self.account(cmd, Outcome::Host(code), started);
-                error_response(code, error.to_string()).into()
+                error_response(code, error.to_string())
             }
+        };
+        // NB: every answer of a request that ran is recorded, failures too: the handler
+        // may have changed the world before it failed, so it must not run again.
+        if let Some((ledger, claim)) = claim {
+            self.status.metrics().idempotency(IdempotencyOutcome::Ran);
+            ledger.record(claim, &response).await;
         }
+        response.into()
     }
 
     /// The answer to the first message of a connection when the host asks for tokens:
@@ -205,6 +255,16 @@ impl Dispatcher {
             .metrics()
             .request_done("", Outcome::Host(code), std::time::Duration::ZERO);
         error_response(code, message)
+    }
+
+    /// Counts a host's error `answer` to a request of `cmd`.
+    fn account_answer(&self, cmd: &str, answer: &Object, started: Instant) {
+        let code = answer
+            .get("code")
+            .and_then(Value::as_str)
+            .and_then(ErrorCode::parse)
+            .unwrap_or(ErrorCode::Unavailable);
+        self.account(cmd, Outcome::Host(code), started);
     }
 
     fn account(&self, cmd: &str, outcome: Outcome, started: Instant) {

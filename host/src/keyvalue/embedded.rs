@@ -21,6 +21,13 @@ use super::{OpenError, Quota, StoreError, StoreName, Write, Written};
 const FILE: &str = "stores.redb";
 /// Each store's totals: key count and bytes (keys plus values), for quotas.
 const TOTALS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("tcpy:totals");
+/// The ledger of idempotency keys: id → (expiry, record), in milliseconds since the
+/// Unix epoch.
+const LEDGER: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("tcpy:ledger");
+/// The ledger's entries by expiry, so a sweep finds the expired ones without a scan.
+const LEDGER_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("tcpy:ledger-expiry");
+/// Most expired ledger entries one sweep removes.
+const SWEEP_BATCH: usize = 10_000;
 /// Most writes one commit takes.
 const MAX_GROUP: usize = 1024;
 /// Writes waiting for the writer thread, at most (further writers wait their turn).
@@ -182,9 +189,143 @@ impl Embedded {
         result.map_err(|error| storage_error(&path, &error))
     }
 
+    /// Claims ledger entry `id` with `record` until `lease` from now, unless an entry
+    /// that has not expired is there: `None` when claimed, else that entry's record.
+    /// Durable before it returns.
+    pub(super) async fn claim(
+        &self,
+        id: &str,
+        record: &[u8],
+        lease: std::time::Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (id, record) = (id.to_owned(), record.to_vec());
+        self.ledger(move |ledger, now| {
+            if let Some((expires, held)) = ledger.get(&id)?
+                && expires > now
+            {
+                return Ok(Some(held));
+            }
+            ledger.put(&id, &record, now.saturating_add(millis(lease)))?;
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Replaces ledger entry `id` by `record` for `ttl` (`None`: removes it) if it
+    /// still holds `expected`; whether it did. Durable before it returns.
+    pub(super) async fn settle(
+        &self,
+        id: &str,
+        expected: &[u8],
+        record: Option<&[u8]>,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let (id, expected, record) = (id.to_owned(), expected.to_vec(), record.map(<[u8]>::to_vec));
+        self.ledger(move |ledger, now| {
+            if ledger.get(&id)?.is_none_or(|(_, held)| held != expected) {
+                return Ok(false);
+            }
+            match &record {
+                Some(record) => ledger.put(&id, record, now.saturating_add(millis(ttl)))?,
+                None => ledger.remove(&id)?,
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Removes up to [`SWEEP_BATCH`] expired ledger entries; how many it removed.
+    pub(super) async fn sweep(&self) -> Result<usize, StoreError> {
+        self.ledger(|ledger, now| ledger.sweep(now)).await
+    }
+
+    /// Runs `change` on the ledger in one durable write transaction, on the blocking
+    /// pool; redb runs it between the writer thread's commits.
+    async fn ledger<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Ledger<'_>, u64) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        let path = self.path.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut transaction = db.begin_write()?;
+            transaction.set_durability(Durability::Immediate)?;
+            let now = millis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            );
+            let result = {
+                let mut ledger = Ledger {
+                    entries: transaction.open_table(LEDGER)?,
+                    expiry: transaction.open_table(LEDGER_EXPIRY)?,
+                };
+                change(&mut ledger, now)?
+            };
+            transaction.commit()?;
+            Ok(result)
+        })
+        .await
+        .map_err(|_| self.gone())?;
+        result.map_err(|error: redb::Error| storage_error(&path, &error))
+    }
+
     fn gone(&self) -> StoreError {
         StoreError::Backend(format!("the store `{}` has stopped", self.path.display()))
     }
+}
+
+/// The ledger's tables inside a write transaction.
+struct Ledger<'t> {
+    entries: Table<'t, &'static str, (u64, &'static [u8])>,
+    expiry: Table<'t, (u64, &'static str), ()>,
+}
+
+impl Ledger<'_> {
+    /// Entry `id`: its expiry and record.
+    fn get(&self, id: &str) -> Result<Option<(u64, Vec<u8>)>, redb::Error> {
+        Ok(self.entries.get(id)?.map(|entry| {
+            let (expires, record) = entry.value();
+            (expires, record.to_vec())
+        }))
+    }
+
+    /// Sets entry `id` to `record` until `expires`.
+    fn put(&mut self, id: &str, record: &[u8], expires: u64) -> Result<(), redb::Error> {
+        self.remove(id)?;
+        self.entries.insert(id, (expires, record))?;
+        self.expiry.insert((expires, id), ())?;
+        Ok(())
+    }
+
+    /// Removes entry `id`, if there.
+    fn remove(&mut self, id: &str) -> Result<(), redb::Error> {
+        let old = self.entries.remove(id)?.map(|entry| entry.value().0);
+        if let Some(expires) = old {
+            self.expiry.remove((expires, id))?;
+        }
+        Ok(())
+    }
+
+    /// Removes up to [`SWEEP_BATCH`] entries expired by `now`.
+    fn sweep(&mut self, now: u64) -> Result<usize, redb::Error> {
+        let mut expired = Vec::new();
+        for entry in self.expiry.range::<(u64, &str)>(..(now, ""))?.take(SWEEP_BATCH) {
+            let (key, _) = entry?;
+            let (expires, id) = key.value();
+            expired.push((expires, id.to_owned()));
+        }
+        for (expires, id) in &expired {
+            self.expiry.remove((*expires, id.as_str()))?;
+            self.entries.remove(id.as_str())?;
+        }
+        Ok(expired.len())
+    }
+}
+
+/// `duration` in whole milliseconds, saturating.
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn storage_error(path: &Path, error: &redb::Error) -> StoreError {

@@ -355,6 +355,61 @@ impl Stores {
         .await
     }
 
+    /// Claims entry `id` of the host's idempotency ledger with `record` until `lease`
+    /// from now, unless an unexpired entry is there: `None` when claimed, else that
+    /// entry's record. Durable before it returns. Handlers cannot reach the ledger.
+    ///
+    /// # Errors
+    /// A [`StoreError`] if the backend fails or is too slow; then nothing is claimed,
+    /// or an entry is claimed that expires with its lease.
+    pub async fn claim(
+        &self,
+        id: &str,
+        record: &[u8],
+        lease: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bounded(async {
+            match &self.backend {
+                Backend::Embedded(backend) => backend.claim(id, record, lease).await,
+                Backend::Redis(backend) => backend.claim(id, record, lease).await,
+            }
+        })
+        .await
+    }
+
+    /// Replaces ledger entry `id` by `record`, kept for `ttl` (`None`: removes it), if
+    /// it still holds `expected` (the caller's claim); whether it did.
+    ///
+    /// # Errors
+    /// A [`StoreError`] if the backend fails or is too slow.
+    pub async fn settle(
+        &self,
+        id: &str,
+        expected: &[u8],
+        record: Option<&[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            match &self.backend {
+                Backend::Embedded(backend) => backend.settle(id, expected, record, ttl).await,
+                Backend::Redis(backend) => backend.settle(id, expected, record, ttl).await,
+            }
+        })
+        .await
+    }
+
+    /// Removes a batch of expired ledger entries; how many. Redis expires them by
+    /// itself, so there it does nothing.
+    ///
+    /// # Errors
+    /// A [`StoreError`] if the backend fails or is too slow.
+    pub async fn sweep_ledger(&self) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Embedded(backend) => self.bounded(backend.sweep()).await,
+            Backend::Redis(_) => Ok(0),
+        }
+    }
+
     /// Runs `operation` within the per-operation timeout.
     async fn bounded<T>(
         &self,

@@ -100,6 +100,25 @@ elseif current then return {2, current} end
 return change({KEYS[3]}, {ARGV[3]}, {ARGV[6]}) or {0}
 "#;
 
+/// Replaces KEYS[1] by ARGV[2] for ARGV[3] ms (ARGV[2] == '': removes it) if it holds
+/// ARGV[1]. Reply 1 if it did, 0 if not.
+const SETTLE: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"#;
+
+/// The Redis key of ledger entry `id`.
+fn ledger_key(id: &str) -> String {
+    format!("tcpy:ledger:{id}")
+}
+
+/// `duration` in whole milliseconds, at least 1 (Redis refuses a zero expiry).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// Redis-backed stores: one connection manager, the write scripts.
 pub(super) struct RedisStores {
     connection: ConnectionManager,
@@ -107,6 +126,7 @@ pub(super) struct RedisStores {
     set_or_delete: Script,
     increment: Script,
     swap: Script,
+    settle: Script,
 }
 
 /// A store's Redis keys.
@@ -155,6 +175,7 @@ impl RedisStores {
             set_or_delete: Script::new(&format!("{CHANGE}{SET_OR_DELETE}")),
             increment: Script::new(&format!("{CHANGE}{INCREMENT}")),
             swap: Script::new(&format!("{CHANGE}{SWAP}")),
+            settle: Script::new(SETTLE),
         })
     }
 
@@ -265,6 +286,65 @@ impl RedisStores {
             .await
             .map_err(|error| self.failed(&error))?;
         self.written(store, key, reply)
+    }
+
+    /// Claims ledger entry `id` with `record` for `lease`, unless it is held: `None`
+    /// when claimed, else the record there. Redis expires the entry by itself.
+    pub(super) async fn claim(
+        &self,
+        id: &str,
+        record: &[u8],
+        lease: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = ledger_key(id);
+        // An entry that expires between the SET and the GET is claimed on the next turn.
+        for _ in 0..3 {
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(record)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(lease))
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(|error| self.failed(&error))?;
+            if claimed.is_some() {
+                return Ok(None);
+            }
+            let held: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(|error| self.failed(&error))?;
+            if let Some(held) = held {
+                return Ok(Some(held));
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "redis at {}: an idempotency key kept expiring while it was claimed",
+            self.address
+        )))
+    }
+
+    /// Replaces ledger entry `id` by `record` for `ttl` (`None`: removes it) if it
+    /// still holds `expected`; whether it did.
+    pub(super) async fn settle(
+        &self,
+        id: &str,
+        expected: &[u8],
+        record: Option<&[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let done: i64 = self
+            .settle
+            .key(ledger_key(id))
+            .arg(expected)
+            .arg(record.unwrap_or_default())
+            .arg(millis(ttl))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(done == 1)
     }
 
     /// What a write script's reply says.

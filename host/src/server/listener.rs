@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use super::Server;
@@ -61,6 +61,10 @@ pub async fn run(
         refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
     };
     let status = server.status();
+    // Aborted when dropped, as the server stops.
+    let _sweeper = server
+        .ledger()
+        .map(|ledger| AbortOnDropHandle::new(tokio::spawn(Arc::clone(ledger).sweep_forever())));
     status.advance(Phase::Serving);
     accepting.until(&listener, signal).await;
 

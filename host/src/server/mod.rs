@@ -13,6 +13,7 @@ pub use listener::{Shutdown, run};
 use crate::auth::Tokens;
 use crate::connection::{ConnectionLimits, Settings};
 use crate::dispatch::Dispatcher;
+use crate::idempotency::{IdempotencySettings, Ledger};
 use crate::loader;
 use crate::metrics::LoadResult;
 use crate::registry::Registry;
@@ -33,6 +34,8 @@ pub struct Server {
     status: Arc<Status>,
     /// If set, every connection is TLS.
     tls: Option<Arc<Tls>>,
+    /// The idempotency keys' ledger, in the runtime's stores (none without stores).
+    ledger: Option<Arc<Ledger>>,
 }
 
 /// Why a server could not be set up.
@@ -84,7 +87,7 @@ impl Server {
         }
         let registry = Arc::new(Registry::new(loaded.handlers, Arc::clone(&status)));
         let connection_limits = ConnectionLimits::default();
-        Ok(Self {
+        let server = Self {
             handlers_dir: dir.to_owned(),
             dispatcher: Dispatcher::new(registry.clone(), Arc::clone(&runtime), Arc::clone(&status)),
             registry,
@@ -93,7 +96,25 @@ impl Server {
             connection_limits,
             status,
             tls: None,
-        })
+            ledger: None,
+        };
+        Ok(server.with_idempotency(IdempotencySettings::DEFAULT))
+    }
+
+    /// Keeps the idempotency keys of requests with `settings`, in the runtime's stores;
+    /// a host without stores refuses keyed requests.
+    pub fn with_idempotency(mut self, settings: IdempotencySettings) -> Self {
+        if let Some(stores) = self.runtime.stores() {
+            let ledger = Arc::new(Ledger::new(Arc::clone(stores), settings));
+            self.dispatcher = self.dispatcher.with_ledger(Arc::clone(&ledger));
+            self.ledger = Some(ledger);
+        }
+        self
+    }
+
+    /// The idempotency keys' ledger, if the host keeps one.
+    pub fn ledger(&self) -> Option<&Arc<Ledger>> {
+        self.ledger.as_ref()
     }
 
     /// Serves every connection over TLS with `tls`.
