@@ -70,6 +70,10 @@ pub struct Cli {
     /// Requests that may run at once; more get a `busy` error. Sizes the instance pool.
     #[arg(long, alias = "max-requests", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
     pub max_in_flight: u32,
+    /// Instances made ahead of their requests, host-wide, for the handlers called
+    /// recently; each serves exactly one request. 0 turns pre-warming off.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_PREWARM, help_heading = LIMITS)]
+    pub prewarm: u32,
     /// Requests that may wait for their client in `recv()` at once; past it a `recv()`
     /// ends its request with `busy` [default: half of --max-in-flight].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
@@ -196,6 +200,7 @@ impl Cli {
             max_waiting: self
                 .max_waiting
                 .unwrap_or(Limits::default_max_waiting(self.max_in_flight)),
+            prewarm: self.prewarm,
             max_component: self.max_component_size,
             max_manifest: self.max_manifest_size,
         }

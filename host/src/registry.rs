@@ -48,6 +48,9 @@ impl Registry {
             next
         });
         self.status.serve_version(cmd, Some(handler.digest().short()));
+        if let Some(previous) = &previous {
+            previous.retire();
+        }
         previous
     }
 
@@ -59,8 +62,9 @@ impl Registry {
             previous = next.remove(cmd);
             next
         });
-        if previous.is_some() {
+        if let Some(previous) = &previous {
             self.status.serve_version(cmd, None);
+            previous.retire();
         }
         previous
     }

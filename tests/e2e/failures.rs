@@ -138,8 +138,10 @@ impl Conversation for HeldClient {
 
 #[tokio::test]
 async fn an_exhausted_instance_pool_answers_busy_not_a_failure() {
+    // One slot, none of them for pre-warmed instances.
     let runtime = Runtime::new(Limits {
         max_in_flight: 1,
+        prewarm: 0,
         ..test_limits()
     })
     .expect("the runtime starts");

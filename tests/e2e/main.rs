@@ -14,6 +14,7 @@ mod languages;
 mod load;
 mod manifests;
 mod operations;
+mod prewarm;
 mod requests;
 mod security;
 mod shutdown;

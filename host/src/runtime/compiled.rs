@@ -5,6 +5,7 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 
 use super::bindings;
+use super::warm::Shelf;
 use super::{Digest, LoadError, Sandbox, state::RequestState};
 
 /// One command's compiled component, pre-linked so a request only instantiates it.
@@ -12,8 +13,10 @@ pub struct CompiledHandler {
     name: Arc<str>,
     digest: Digest,
     from_cache: bool,
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     pre: bindings::HandlerPre<RequestState>,
+    /// Its pre-warmed instances.
+    shelf: Arc<Shelf>,
 }
 
 impl CompiledHandler {
@@ -32,8 +35,9 @@ impl CompiledHandler {
             name: name.into(),
             digest,
             from_cache,
-            sandbox,
+            sandbox: Arc::new(sandbox),
             pre,
+            shelf: Arc::default(),
         })
     }
 
@@ -59,6 +63,28 @@ impl CompiledHandler {
 
     pub(super) fn pre(&self) -> &bindings::HandlerPre<RequestState> {
         &self.pre
+    }
+
+    pub(super) fn shared_sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    pub(super) fn shelf(&self) -> &Arc<Shelf> {
+        &self.shelf
+    }
+
+    /// Pre-warmed instances ready now.
+    pub fn warm_instances(&self) -> usize {
+        self.shelf.len()
+    }
+
+    /// Drops its pre-warmed instances and makes no more: it no longer serves (a hot
+    /// swap replaced or removed it). Requests still running it are not disturbed.
+    pub fn retire(&self) {
+        let dropped = self.shelf.close();
+        if dropped > 0 {
+            tracing::debug!(cmd = %self.name, dropped, "pre-warmed instances of a retired version dropped");
+        }
     }
 }
 

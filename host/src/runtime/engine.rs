@@ -30,10 +30,12 @@ const KEEP_RESIDENT: usize = 64 * 1024;
 /// `tests/isolation` proves it on every CI run. Do not change without it green.
 const KEEP_RESIDENT_WITH_PAGEMAP: usize = 16 * 1024 * 1024;
 
-/// Builds an engine whose instance pool holds `limits.max_in_flight` instances of
-/// at most `limits.ceiling.max_memory` bytes each, and starts its epoch ticker.
+/// Builds an engine whose instance pool holds `limits.max_in_flight` instances (and
+/// `limits.prewarm` pre-warmed ones) of at most `limits.ceiling.max_memory` bytes
+/// each, and starts its epoch ticker.
 pub(super) fn build(limits: &Limits) -> Result<Engine, LoadError> {
-    let slots = limits.max_in_flight.max(1);
+    // Requests' instances, and the pre-warmed ones waiting for theirs.
+    let slots = limits.max_in_flight.max(1).saturating_add(limits.prewarm);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))

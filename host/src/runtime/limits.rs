@@ -119,6 +119,9 @@ pub struct Limits {
     /// conversations waiting for their clients never hold the whole instance pool.
     /// [`Limits::default_max_waiting`] of `max_in_flight` by default.
     pub max_waiting: u32,
+    /// Instances made ahead of their requests, host-wide (see `runtime::warm`); 0
+    /// turns pre-warming off. The pool holds this many beside `max_in_flight`.
+    pub prewarm: u32,
     /// Largest handler component file the loader reads, in bytes.
     pub max_component: usize,
     /// Largest handler manifest file the loader reads, in bytes.
@@ -126,6 +129,9 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Pre-warmed instances by default.
+    pub const DEFAULT_PREWARM: u32 = 4;
+
     /// The default cap on requests waiting in `recv()`: half the instance pool (at
     /// least one), so the other half always serves requests that are running.
     pub const fn default_max_waiting(max_in_flight: u32) -> u32 {
@@ -145,6 +151,7 @@ impl Default for Limits {
             max_message: tcpy_protocol::DEFAULT_MAX_MESSAGE,
             max_in_flight: 256,
             max_waiting: Self::default_max_waiting(256),
+            prewarm: Self::DEFAULT_PREWARM,
             max_component: 256 << 20,
             max_manifest: 1 << 20,
         }

@@ -18,6 +18,7 @@ mod reuse;
 mod sandbox;
 mod state;
 mod stdio;
+mod warm;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct Runtime {
     waiting: Arc<Semaphore>,
     /// The key-value stores handlers may be granted, if the host has any.
     stores: Option<Arc<Stores>>,
+    /// Places for pre-warmed instances, host-wide; `None` when pre-warming is off.
+    prewarm: Option<Arc<Semaphore>>,
 }
 
 impl Runtime {
@@ -75,6 +78,7 @@ impl Runtime {
             engine,
             linker,
             waiting: Arc::new(Semaphore::new(limits.max_waiting as usize)),
+            prewarm: (limits.prewarm > 0).then(|| Arc::new(Semaphore::new(limits.prewarm as usize))),
             limits,
             cache: None,
             stores: None,
@@ -160,11 +164,26 @@ impl Runtime {
         caller: Option<&str>,
     ) -> Result<Object, ExecError> {
         let params = serde_json::Value::Object(params).to_string();
-        let mut store = self.new_store(handler, conversation, caller)?;
+        let (mut store, warm) = match handler.shelf().take() {
+            Some(warm) => {
+                let mut store = warm.store;
+                store
+                    .data_mut()
+                    .begin(handler.sandbox(), caller, conversation)
+                    .map_err(|error| ExecError::Sandbox(format!("{error:#}")))?;
+                store.set_epoch_deadline(1);
+                (store, Some(warm.instance))
+            }
+            None => (self.new_store(handler, conversation, caller)?, None),
+        };
+        self.prewarm(handler);
         let (clock, limits) = (Arc::clone(&store.data().clock), store.data().limits);
         let started = Instant::now();
         let call = async {
-            let instance = handler.pre().instantiate_async(&mut store).await?;
+            let instance = match warm {
+                Some(instance) => instance,
+                None => handler.pre().instantiate_async(&mut store).await?,
+            };
             instance.call_execute(&mut store, &params).await
         };
         let result = tokio::select! {
@@ -186,6 +205,51 @@ impl Runtime {
         }
     }
 
+    /// Makes one more pre-warmed instance of `handler`, in a task of its own, if its
+    /// shelf and the host's budget have room.
+    fn prewarm(&self, handler: &CompiledHandler) {
+        let Some(budget) = &self.prewarm else {
+            return;
+        };
+        let shelf = handler.shelf();
+        let Some(place) = shelf.reserve(budget, self.limits.prewarm as usize) else {
+            return;
+        };
+        let (shelf, pre) = (Arc::clone(shelf), handler.pre().clone());
+        let (name, sandbox) = (Arc::clone(handler.name()), Arc::clone(handler.shared_sandbox()));
+        let (engine, waiting, stores) = (
+            self.engine.clone(),
+            Arc::clone(&self.waiting),
+            self.stores.clone(),
+        );
+        let max_message = self.limits.max_message;
+        tokio::spawn(async move {
+            // Requests already waiting to run go first.
+            tokio::task::yield_now().await;
+            let made: wasmtime::Result<warm::Warm> = async {
+                let state = RequestState::new(
+                    &name,
+                    &sandbox,
+                    None,
+                    Box::new(NoClient),
+                    max_message,
+                    waiting,
+                    stores,
+                )?;
+                let mut store = fresh_store(&engine, state);
+                let instance = pre.instantiate_async(&mut store).await?;
+                Ok(warm::Warm::new(store, instance, place))
+            }
+            .await;
+            let warm = made
+                .inspect_err(|error: &wasmtime::Error| {
+                    tracing::debug!(cmd = %name, error = %error, "cannot pre-warm an instance");
+                })
+                .ok();
+            shelf.made(warm);
+        });
+    }
+
     /// A fresh store for one request of `handler` by `caller`: its sandbox, memory cap
     /// and deadline.
     fn new_store(
@@ -204,22 +268,7 @@ impl Runtime {
             self.stores.clone(),
         )
         .map_err(|error| ExecError::Sandbox(format!("{error:#}")))?;
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            // NB: yielding at every tick keeps a long-running handler from holding a
-            // tokio worker thread. It must be tokio's `yield_now`, which lets the
-            // worker poll its I/O and timers first; a plain `Yield` re-queues the task
-            // at once, and a busy worker then checks its sockets only every 61 polls.
-            // The budget excludes time spent waiting in `recv()`.
-            if ctx.data().clock.overrun(&ctx.data().limits).is_some() {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
-            }
-        });
-        Ok(store)
+        Ok(fresh_store(&self.engine, state))
     }
 
     /// Turns a wasmtime error into the reason a client is told.
@@ -259,4 +308,25 @@ impl Runtime {
             None => ExecError::Trapped(error.root_cause().to_string()),
         }
     }
+}
+
+/// A store for `state`: its memory cap and its epoch deadline, whose callback yields at
+/// every tick and stops the call past its time.
+fn fresh_store(engine: &Engine, state: RequestState) -> Store<RequestState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        // NB: yielding at every tick keeps a long-running handler from holding a
+        // tokio worker thread. It must be tokio's `yield_now`, which lets the
+        // worker poll its I/O and timers first; a plain `Yield` re-queues the task
+        // at once, and a busy worker then checks its sockets only every 61 polls.
+        // The budget excludes time spent waiting in `recv()`.
+        if ctx.data().clock.overrun(&ctx.data().limits).is_some() {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        }
+    });
+    store
 }

@@ -68,6 +68,25 @@ impl RequestState {
         })
     }
 
+    /// Makes the state of a pre-warmed instance that of one request, of `caller`,
+    /// talking through `conversation`, its clocks starting now.
+    ///
+    /// # Errors
+    /// As [`RequestState::new`].
+    pub(super) fn begin(
+        &mut self,
+        sandbox: &Sandbox,
+        caller: Option<&str>,
+        conversation: Box<dyn Conversation>,
+    ) -> wasmtime::Result<()> {
+        // NB: the WASI context is made again, for the caller's identity; the resource
+        // table stays, empty, as instantiating puts nothing in it.
+        self.wasi = sandbox.wasi(&self.command, caller)?;
+        self.conversation = conversation;
+        self.clock = Arc::new(RequestClock::start());
+        Ok(())
+    }
+
     /// The command this request runs.
     pub(super) fn command(&self) -> &str {
         &self.command

@@ -31,11 +31,13 @@
 //! - `flood`: prints `lines` lines of `size` bytes each to stdout, then succeeds.
 //! - `peek`: answers `{"success": true, "nonzero": n}`, the number of bytes of that
 //!   buffer that are not zero (a fresh instance must see 0).
+//! - `calls`: counts its calls in a static and answers `{"success": true, "calls": n}`
+//!   (an instance that served no request before must say 1).
 //!
 //! Any other mode, or missing params, gets the SDK's `bad_request` error response.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -67,6 +69,7 @@ enum Misbehave {
         secret: u8,
     },
     Peek,
+    Calls,
     Flood {
         lines: u32,
         size: usize,
@@ -79,6 +82,8 @@ const PLANTED_SIZE: usize = 1 << 20;
 /// instance must always find it all zero. Atomics, because a `static mut` would need
 /// `unsafe`.
 static PLANTED: [AtomicU8; PLANTED_SIZE] = [const { AtomicU8::new(0) }; PLANTED_SIZE];
+/// Calls of `execute` in this instance, for `calls`.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl Handler for Misbehave {
     fn execute(self) -> Response {
@@ -126,6 +131,7 @@ impl Handler for Misbehave {
                 }
                 success(())
             }
+            Self::Calls => success(json!({ "calls": CALLS.fetch_add(1, Ordering::Relaxed) + 1 })),
             Self::Peek => {
                 let nonzero = PLANTED
                     .iter()
