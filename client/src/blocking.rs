@@ -17,6 +17,10 @@
 //! let mut client = Client::new("localhost", 7272);
 //! let response = client.execute("add", json!({"x": 1, "y": 2}))?;
 //! assert_eq!(response["solution"], 3);
+//!
+//! // Several hosts, failing over between them (see `crate::Client::with_addresses`):
+//! let mut client = Client::with_addresses(["tcpy-a:7272", "tcpy-b:7272"])?;
+//! let response = client.execute_idempotent("add", json!({"x": 1, "y": 2}))?;
 //! # Ok(()) }
 //! ```
 
@@ -27,7 +31,7 @@ use serde_json::Value;
 use tcpy_protocol::{Encoding, Object};
 use tokio::runtime::Runtime;
 
-use crate::{ClientError, Turn};
+use crate::{ClientError, RetryPolicy, Turn};
 
 /// A blocking client of a tcpy host; see the [module documentation](self).
 #[derive(Debug, Default)]
@@ -45,6 +49,27 @@ impl Client {
             inner: crate::Client::new(host, port),
             runtime: None,
         }
+    }
+
+    /// A client of several hosts that fails over between them, as
+    /// [`crate::Client::with_addresses`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::with_addresses`].
+    pub fn with_addresses<I>(addresses: I) -> Result<Self, ClientError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Ok(Self {
+            inner: crate::Client::with_addresses(addresses)?,
+            runtime: None,
+        })
+    }
+
+    /// Retries requests under `policy`, as [`crate::Client::with_retry`].
+    pub fn with_retry(self, policy: RetryPolicy) -> Self {
+        self.map(|inner| inner.with_retry(policy))
     }
 
     /// Sets the timeout of each step, as [`crate::Client::with_timeout`].
@@ -75,6 +100,12 @@ impl Client {
     /// The host and port, as [`crate::Client::addr`].
     pub fn addr(&self) -> String {
         self.inner.addr()
+    }
+
+    /// How many attempts beyond the first this client has made, as
+    /// [`crate::Client::retries`].
+    pub fn retries(&self) -> u64 {
+        self.inner.retries()
     }
 
     /// Whether the client holds a connection, as [`crate::Client::is_connected`].
@@ -123,6 +154,29 @@ impl Client {
         block_on(&mut self.runtime, self.inner.execute(cmd, params))?
     }
 
+    /// Runs a request that is harmless to run twice; see
+    /// [`crate::Client::execute_idempotent`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::execute_idempotent`], and [`ClientError::Runtime`].
+    pub fn execute_idempotent(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
+        block_on(&mut self.runtime, self.inner.execute_idempotent(cmd, params))?
+    }
+
+    /// Runs a request with `key` as its idempotency key; see
+    /// [`crate::Client::execute_with_key`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::execute_with_key`], and [`ClientError::Runtime`].
+    pub fn execute_with_key(
+        &mut self,
+        cmd: &str,
+        params: impl Into<Value>,
+        key: impl Into<String>,
+    ) -> Result<Object, ClientError> {
+        block_on(&mut self.runtime, self.inner.execute_with_key(cmd, params, key))?
+    }
+
     /// Like [`Client::execute`], but an error response is an error; see
     /// [`crate::Client::call`].
     ///
@@ -130,6 +184,15 @@ impl Client {
     /// As [`crate::Client::call`], and [`ClientError::Runtime`].
     pub fn call(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
         block_on(&mut self.runtime, self.inner.call(cmd, params))?
+    }
+
+    /// Like [`Client::execute_idempotent`], but an error response is an error; see
+    /// [`crate::Client::call_idempotent`].
+    ///
+    /// # Errors
+    /// As [`crate::Client::call_idempotent`], and [`ClientError::Runtime`].
+    pub fn call_idempotent(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
+        block_on(&mut self.runtime, self.inner.call_idempotent(cmd, params))?
     }
 
     /// Starts a conversation; see [`crate::Client::conversation`].

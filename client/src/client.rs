@@ -1,21 +1,24 @@
 //! The async client: one persistent connection, requests one after the other.
 
+mod failover;
+
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tcpy_protocol::{
-    CodecError, DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, ErrorCode, Framing, Message,
-    Object, Request, WireCodec, is_response,
+    CodecError, DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, Framing, Message, Object, Request,
+    WireCodec,
 };
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_rustls::client::TlsStream;
 use tokio_util::codec::Framed;
 use tokio_util::either::Either;
 
+use crate::address::Addresses;
 use crate::error::{ClientError, Operation};
-use crate::{Conversation, DEFAULT_TIMEOUT, TlsConfig};
+use crate::{Conversation, DEFAULT_TIMEOUT, RetryPolicy, TlsConfig};
 
 /// A connection in frame mode, over TCP or TLS.
 pub(crate) type Connection = Framed<Either<TcpStream, TlsStream<TcpStream>>, WireCodec>;
@@ -23,14 +26,21 @@ pub(crate) type Connection = Framed<Either<TcpStream, TlsStream<TcpStream>>, Wir
 /// The command that authenticates a connection to a host that asks for tokens.
 const AUTH: &str = "auth";
 
-/// An async client of a tcpy host.
+/// An async client of a tcpy host, or of several that it fails over between.
 ///
 /// The client connects on first use (or on [`Client::connect`]) and keeps the
 /// connection for the requests that follow, as the protocol allows. When a call fails
 /// in a way that leaves the connection out of step (the server closed it, a request
 /// was cut short, a message could not be framed), the client drops the connection and
-/// the next request connects again. It never retries a request by itself: the host
-/// may already have run it.
+/// the next request connects again.
+///
+/// A client made with [`Client::new`] never retries a request by itself (but for the
+/// one case the protocol allows, a kept connection the host closed before the
+/// request), since the host may already have run it. One made with
+/// [`Client::with_addresses`], or given a [`RetryPolicy`] with [`Client::with_retry`],
+/// fails over: it sends a request again, to the next address, when that is safe —
+/// the request did not run, or running it twice is harmless
+/// ([`Client::execute_idempotent`], [`Client::execute_with_key`]).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tcpy_client::ClientError> {
@@ -44,8 +54,9 @@ const AUTH: &str = "auth";
 /// ```
 #[derive(Debug)]
 pub struct Client {
-    host: String,
-    port: u16,
+    addresses: Addresses,
+    retry: Option<RetryPolicy>,
+    retries: u64,
     timeout: Duration,
     encoding: Encoding,
     max_message: usize,
@@ -66,9 +77,14 @@ impl Client {
     /// is used. Defaults: JSON messages, a [`DEFAULT_TIMEOUT`] and a
     /// [`DEFAULT_MAX_MESSAGE`] limit.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self::of(Addresses::one(host.into(), port), None)
+    }
+
+    fn of(addresses: Addresses, retry: Option<RetryPolicy>) -> Self {
         Self {
-            host: host.into(),
-            port,
+            addresses,
+            retry,
+            retries: 0,
             timeout: DEFAULT_TIMEOUT,
             encoding: Encoding::Json,
             max_message: DEFAULT_MAX_MESSAGE,
@@ -112,13 +128,16 @@ impl Client {
         self
     }
 
-    /// The host and port, as `host:port` (`[::1]:7272` for an IPv6 literal).
+    /// The host and port, as `host:port` (`[::1]:7272` for an IPv6 literal): of a
+    /// client of several hosts, the one it is connected to, or connects to next.
     pub fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        self.addresses.current().to_string()
+    }
+
+    /// How many attempts beyond the first of each call this client has made, in all:
+    /// how often it had to fail over (always 0 without a retry policy).
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 
     /// Whether the client holds a connection. It may still turn out to be closed by
@@ -127,13 +146,16 @@ impl Client {
         self.connection.is_some()
     }
 
-    /// Connects, unless already connected.
+    /// Connects, unless already connected; under a retry policy, to the first address
+    /// that lets it.
     ///
     /// # Errors
-    /// [`ClientError::Connect`] naming the address, or [`ClientError::Timeout`].
+    /// [`ClientError::Connect`] naming the address, [`ClientError::Timeout`],
+    /// [`ClientError::Tls`], or [`ClientError::Server`] for a token refused; under a
+    /// retry policy, [`ClientError::GaveUp`] with the last of those.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
         if self.connection.is_none() {
-            self.connection = Some(self.open().await?);
+            self.connection = Some(self.connect_any().await?);
         }
         Ok(())
     }
@@ -199,6 +221,14 @@ impl Client {
     /// needs a [`Client::conversation`]. If the returned future is dropped before it
     /// completes, the client disconnects rather than be left in the middle of a request.
     ///
+    /// Under a retry policy, the request is sent again, at the next address, when it did
+    /// not run: the connection failed before it was written, or the host answered
+    /// `busy`, `shutting_down`, `idle_timeout`, `unavailable` or `in_progress`. When it
+    /// was written and no answer came, it is sent again only if it carries an
+    /// idempotency key (a string `"idempotency_key"` in `params`, see
+    /// [`Client::execute_with_key`]); use [`Client::execute_idempotent`] for a request
+    /// that is harmless to run twice.
+    ///
     /// # Errors
     /// [`ClientError::InvalidParams`] if `params` is not an object or holds a `"cmd"`;
     /// [`ClientError::UnexpectedMessage`] if the handler sends a message before its
@@ -207,41 +237,12 @@ impl Client {
     /// request too large to send), the client has disconnected; so it has after an
     /// answer the host may close the connection behind (`busy`, `too_large`,
     /// `idle_timeout`, `read_timeout`, `shutting_down`, `unauthorized`).
+    ///
+    /// Under a retry policy, instead of a connection's failure:
+    /// [`ClientError::MaybeRan`] when the request was written and no answer came and it
+    /// could not be sent again; [`ClientError::GaveUp`] when the policy's time ran out.
     pub async fn execute(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
-        let request = self.encode(&request(cmd, params.into())?)?;
-        let (mut connection, reused) = match self.connection.take() {
-            Some(connection) => (connection, true),
-            None => (self.open().await?, false),
-        };
-        // NB: the connection stays out of `self` until the response is in, so that an
-        // error or a cancelled future drops it instead of leaving the next request to
-        // read this one's response.
-        write(&mut connection, request.clone(), self.timeout).await?;
-        let mut response = read(&mut connection, self.timeout).await?;
-        if reused && let Some(code) = closed_unrun(&response) {
-            // The host closed the kept connection (idle, or shutting down) before this
-            // request ran: send it again on a new connection, which a balancer gives
-            // to another host. If the host is going away and there is no other, its
-            // `shutting_down` answer stands.
-            match self.open().await {
-                Ok(fresh) => {
-                    connection = fresh;
-                    write(&mut connection, request, self.timeout).await?;
-                    response = read(&mut connection, self.timeout).await?;
-                }
-                Err(_) if code == ErrorCode::ShuttingDown => return Ok(response),
-                Err(error) => return Err(error),
-            }
-        }
-        if !is_response(&response) {
-            return Err(ClientError::UnexpectedMessage(response));
-        }
-        // A connection the host may have closed after its answer is not kept: the next
-        // request would be written into a closed socket.
-        if !may_close_after(&response) {
-            self.connection = Some(connection);
-        }
-        Ok(response)
+        self.execute_as(cmd, params.into(), false).await
     }
 
     /// Like [`Client::execute`], but an error response is an error.
@@ -250,16 +251,15 @@ impl Client {
     /// [`ClientError::Server`] for an `{"error": true, ...}` response, with its code
     /// and message; otherwise as [`Client::execute`].
     pub async fn call(&mut self, cmd: &str, params: impl Into<Value>) -> Result<Object, ClientError> {
-        let response = self.execute(cmd, params).await?;
-        if response.get("error") == Some(&Value::Bool(true)) {
-            return Err(ClientError::server(response));
-        }
-        Ok(response)
+        success(self.execute(cmd, params).await?)
     }
 
     /// Starts a conversation: sends the request for `cmd` with `params` (connecting if
     /// needed) and returns the [`Conversation`] through which the handler's messages
     /// arrive and the client's replies go, until its response.
+    ///
+    /// A conversation is never sent again: under a retry policy only connecting fails
+    /// over, as in [`Client::connect`].
     ///
     /// # Errors
     /// [`ClientError::InvalidParams`] as for [`Client::execute`], before anything is
@@ -320,15 +320,20 @@ impl Client {
         read(connection, self.timeout).await
     }
 
-    async fn open(&self) -> Result<Connection, ClientError> {
-        let addr = self.addr();
-        let stream = match timeout(self.timeout, TcpStream::connect((self.host.as_str(), self.port))).await {
+    /// A new connection to the current address, over TLS and authenticated if the
+    /// client is configured so.
+    async fn open(&self, deadline: Option<Instant>) -> Result<Connection, ClientError> {
+        let address = self.addresses.current();
+        let addr = address.to_string();
+        let connecting = TcpStream::connect((address.host.as_str(), address.port));
+        let after = self.step(deadline);
+        let stream = match timeout(after, connecting).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),
             Err(_) => {
                 return Err(ClientError::Timeout {
                     operation: Operation::Connect { addr },
-                    after: self.timeout,
+                    after,
                 });
             }
         };
@@ -338,8 +343,9 @@ impl Client {
         let stream = match &self.tls {
             None => Either::Left(stream),
             Some(tls) => {
-                let (connector, name) = tls.connector(&self.host)?;
-                match timeout(self.timeout, connector.connect(name, stream)).await {
+                let (connector, name) = tls.connector(&address.host)?;
+                let after = self.step(deadline);
+                match timeout(after, connector.connect(name, stream)).await {
                     Ok(Ok(stream)) => Either::Right(stream),
                     Ok(Err(error)) => {
                         return Err(ClientError::Tls(format!("handshake with {addr}: {error}")));
@@ -347,7 +353,7 @@ impl Client {
                     Err(_) => {
                         return Err(ClientError::Timeout {
                             operation: Operation::Connect { addr },
-                            after: self.timeout,
+                            after,
                         });
                     }
                 }
@@ -358,14 +364,22 @@ impl Client {
             let mut auth = Object::new();
             auth.insert("cmd".to_owned(), Value::String(AUTH.to_owned()));
             auth.insert("token".to_owned(), Value::String(token.clone()));
-            write(&mut connection, self.encode(&auth)?, self.timeout).await?;
-            let answer = read(&mut connection, self.timeout).await?;
+            write(&mut connection, self.encode(&auth)?, self.step(deadline)).await?;
+            let answer = read(&mut connection, self.step(deadline)).await?;
             if answer.get("success") != Some(&Value::Bool(true)) {
                 return Err(ClientError::server(answer));
             }
         }
         Ok(connection)
     }
+}
+
+/// `response` if it is not an error response; [`ClientError::Server`] if it is.
+fn success(response: Object) -> Result<Object, ClientError> {
+    if response.get("error") == Some(&Value::Bool(true)) {
+        return Err(ClientError::server(response));
+    }
+    Ok(response)
 }
 
 /// The request object for `cmd` with `params`.
@@ -421,38 +435,6 @@ async fn read(connection: &mut Connection, after: Duration) -> Result<Object, Cl
             after,
         }),
     }
-}
-
-/// Whether the host may close the connection after `response`: for some codes it
-/// always does (`idle_timeout`, `read_timeout`, `shutting_down`, `unauthorized`), for
-/// others in some cases (`busy` past the connection limit, `too_large` for a request).
-fn may_close_after(response: &Object) -> bool {
-    let code = response
-        .get("code")
-        .and_then(Value::as_str)
-        .and_then(ErrorCode::parse);
-    response.get("error") == Some(&Value::Bool(true))
-        && matches!(
-            code,
-            Some(
-                ErrorCode::Busy
-                    | ErrorCode::TooLarge
-                    | ErrorCode::IdleTimeout
-                    | ErrorCode::ReadTimeout
-                    | ErrorCode::ShuttingDown
-                    | ErrorCode::Unauthorized
-            )
-        )
-}
-
-/// The code, if `response` is the host closing the connection without running the
-/// request it answers: `idle_timeout` or `shutting_down`.
-fn closed_unrun(response: &Object) -> Option<ErrorCode> {
-    if response.get("error") != Some(&Value::Bool(true)) {
-        return None;
-    }
-    let code = ErrorCode::parse(response.get("code")?.as_str()?)?;
-    matches!(code, ErrorCode::IdleTimeout | ErrorCode::ShuttingDown).then_some(code)
 }
 
 #[cfg(test)]

@@ -88,6 +88,48 @@ pub enum ClientError {
     /// [`Conversation::close_send`](crate::Conversation::close_send).
     #[error("the client has closed its sending side of the conversation")]
     SendClosed,
+    /// An address given to [`Client::with_addresses`](crate::Client::with_addresses)
+    /// is not `host:port`.
+    #[error("invalid address `{addr}`: {reason}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`Client::with_addresses`](crate::Client::with_addresses) was given no address.
+    #[error("no address to connect to")]
+    NoAddresses,
+    /// Under a [`RetryPolicy`](crate::RetryPolicy): the request was sent, then the
+    /// connection failed or timed out before the answer. It may have run, so it was not
+    /// sent again; a request marked idempotent, or carrying an idempotency key, would
+    /// have been.
+    #[error(
+        "the request was sent to {addr} and no answer came: it may have run, so it was not \
+         retried (mark it idempotent or give it an idempotency key to allow that)"
+    )]
+    MaybeRan {
+        /// The host it was sent to, `host:port`.
+        addr: String,
+        /// How the connection failed.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// Under a [`RetryPolicy`](crate::RetryPolicy): every attempt the policy's time
+    /// allowed failed, each in a way that allowed another.
+    #[error("gave up after {attempts} attempts within {within:?} at {}", .tried.join(", "))]
+    GaveUp {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The policy's total time for one request.
+        within: Duration,
+        /// Every address tried, `host:port`, in the order first tried.
+        tried: Vec<String>,
+        /// Why the last attempt failed: for a host's answer that it did not run the
+        /// request (`busy`, …), a [`ClientError::Server`] with its code.
+        #[source]
+        source: Box<ClientError>,
+    },
     /// The [`blocking`](crate::blocking) client could not start its runtime.
     #[error("cannot start the blocking client's runtime")]
     Runtime(#[source] std::io::Error),

@@ -24,14 +24,21 @@
 //!   answer.
 //! - [`blocking::Client`] is the same client for synchronous code.
 //! - [`Client::send`] and [`Client::recv`] are the raw protocol, one message each.
+//! - [`Client::with_addresses`] makes a client of several hosts that fails over
+//!   between them under a [`RetryPolicy`]: a request is sent again, to the next host,
+//!   only when that is safe — it did not run, or it is marked harmless to run twice
+//!   ([`Client::execute_idempotent`]) or carries an idempotency key
+//!   ([`Client::execute_with_key`], [`new_idempotency_key`]).
 //!
 //! The protocol is described in the workspace's `docs/protocol.md`.
 #![deny(missing_docs)]
 
+mod address;
 pub mod blocking;
 mod client;
 mod conversation;
 mod error;
+mod retry;
 mod tls;
 
 use std::time::Duration;
@@ -39,7 +46,11 @@ use std::time::Duration;
 pub use client::Client;
 pub use conversation::{Conversation, Turn};
 pub use error::{ClientError, Operation, ServerCode};
-pub use tcpy_protocol::{DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, ErrorCode, Object};
+pub use retry::{RetryPolicy, new_idempotency_key};
+pub use tcpy_protocol::{
+    DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_PORT, Encoding, ErrorCode, IDEMPOTENCY_KEY,
+    MAX_IDEMPOTENCY_KEY, Object,
+};
 pub use tls::TlsConfig;
 
 /// How long a client waits for each step (connecting, sending one message, receiving

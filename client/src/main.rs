@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::Value;
 use tcpy_client::{
-    Client, ClientError, DEFAULT_HOST, DEFAULT_PORT, Encoding, Object, Operation, TlsConfig, Turn,
+    Client, ClientError, DEFAULT_HOST, DEFAULT_PORT, Encoding, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY, Object,
+    Operation, RetryPolicy, TlsConfig, Turn, new_idempotency_key,
 };
 use tokio::sync::mpsc;
 
@@ -23,6 +24,7 @@ Examples:
   tcpy echo name=ann tags='[1,2]'
   tcpy --params '{\"x\": 1, \"y\": 2}' add
   tcpy --talk tally start=10            then type n=5, n=2, ... and Ctrl-D
+  tcpy --host a:7272,b:7272 --idempotency-key auto add x=1 y=2   fail over
 
 Exit status: 0 on a success response, 1 on an error response, 2 when the host
 cannot be reached or the exchange fails.
@@ -36,7 +38,8 @@ To call a handler named `new` or `build`, put an option first: tcpy --port 7272 
 #[derive(Debug, Parser)]
 #[command(name = "tcpy", version, after_help = EXAMPLES)]
 struct Args {
-    /// The host to connect to.
+    /// The host to connect to, or several, comma-separated, to fail over between
+    /// (`a:7272,b:7272`; an entry without a port has --port; IPv6 in brackets).
     #[arg(long, env = "TCPY_HOST", default_value = DEFAULT_HOST)]
     host: String,
     /// The port to connect to.
@@ -72,6 +75,18 @@ struct Args {
     /// KEY=VALUE words) until it answers; end of input (Ctrl-D) tells it you are done.
     #[arg(long)]
     talk: bool,
+    /// With fail-over: the call is harmless to run twice, so send it again, to the next
+    /// host, also when the connection fails after it was sent.
+    #[arg(long, conflicts_with = "talk")]
+    idempotent: bool,
+    /// Send the request with this idempotency key (`auto`: a fresh one, shown if the
+    /// call fails), so a host runs it at most once however often it is sent.
+    #[arg(long, value_name = "KEY", conflicts_with = "talk", value_parser = parse_key)]
+    idempotency_key: Option<String>,
+    /// Fail over (or with one host, retry) for at most this many seconds in all
+    /// [default with several hosts: 30].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    retry_for: Option<Duration>,
     /// The command to run.
     cmd: String,
     /// A param; VALUE is taken as JSON if it parses (x=1, ok=true, a list or object), else as
@@ -126,14 +141,52 @@ async fn run(args: Args) -> anyhow::Result<Outcome> {
         None => Object::new(),
     };
     params.extend(parse_words(args.words.iter().map(String::as_str))?);
+    let auto_key = add_key(&mut params, args.idempotency_key.as_deref())?;
+    let hosts = parse_hosts(&args.host, args.port)?;
+    let fails_over = hosts.len() > 1 || args.retry_for.is_some();
+    let client = client(&args, &hosts)?;
+    if fails_over && !args.talk {
+        return one_shot(client, &args.cmd, params, args.idempotent, auto_key).await;
+    }
+    converse(client, &args.cmd, params, args.talk).await
+}
+
+/// Adds the `--idempotency-key` to `params`; returns it if `auto` made it.
+fn add_key(params: &mut Object, given: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    let key = match given {
+        "auto" => new_idempotency_key(),
+        given => given.to_owned(),
+    };
+    if params
+        .insert(IDEMPOTENCY_KEY.to_owned(), Value::String(key.clone()))
+        .is_some()
+    {
+        bail!("`{IDEMPOTENCY_KEY}` is given twice");
+    }
+    Ok((given == "auto").then_some(key))
+}
+
+/// The client `args` ask for, of `hosts`: with several, one that fails over.
+fn client(args: &Args, hosts: &[(String, u16)]) -> anyhow::Result<Client> {
     let encoding = if args.msgpack {
         Encoding::Msgpack
     } else {
         Encoding::Json
     };
-    let mut client = Client::new(args.host, args.port)
-        .with_timeout(args.timeout)
-        .with_encoding(encoding);
+    let mut client = match hosts {
+        [(host, port)] => Client::new(host.clone(), *port),
+        hosts => Client::with_addresses(hosts.iter().map(|(host, port)| address(host, *port)))?,
+    };
+    if let Some(total) = args.retry_for {
+        client = client.with_retry(RetryPolicy {
+            total,
+            ..RetryPolicy::default()
+        });
+    }
+    client = client.with_timeout(args.timeout).with_encoding(encoding);
     if let Some(ca) = &args.tls_ca {
         let own = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
         let mut tls = TlsConfig::from_pem_files(ca, own)?;
@@ -142,11 +195,40 @@ async fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         client = client.with_tls(tls);
     }
-    if let Some(token) = args.token {
+    if let Some(token) = &args.token {
         client = client.with_token(token);
     }
-    let mut conversation = client.conversation(&args.cmd, params).await?;
-    let mut input = if args.talk {
+    Ok(client)
+}
+
+/// One request and its answer, failed over as the library does: the handler must
+/// answer without talking first.
+async fn one_shot(
+    mut client: Client,
+    cmd: &str,
+    params: Object,
+    idempotent: bool,
+    auto_key: Option<String>,
+) -> anyhow::Result<Outcome> {
+    let answer = if idempotent {
+        client.execute_idempotent(cmd, params).await
+    } else {
+        client.execute(cmd, params).await
+    };
+    let response = answer.inspect_err(|_| {
+        if let Some(key) = auto_key {
+            eprintln!("tcpy: idempotency key {key}: give it to --idempotency-key to send the request again");
+        }
+    })?;
+    print(&response)?;
+    Ok(outcome(&response))
+}
+
+/// The request as a conversation: every message of the handler is printed, and with
+/// `talk`, each line of stdin is sent to it.
+async fn converse(mut client: Client, cmd: &str, params: Object, talk: bool) -> anyhow::Result<Outcome> {
+    let mut conversation = client.conversation(cmd, params).await?;
+    let mut input = if talk {
         Some(read_stdin())
     } else {
         // Like a tcpy 0.0.x client, say nothing after the request: a handler that
@@ -168,11 +250,7 @@ async fn run(args: Args) -> anyhow::Result<Outcome> {
             Event::Turn(Ok(Turn::Message(message))) => print(&message)?,
             Event::Turn(Ok(Turn::Response(response))) => {
                 print(&response)?;
-                return Ok(if response.get("error") == Some(&Value::Bool(true)) {
-                    Outcome::ErrorResponse
-                } else {
-                    Outcome::Success
-                });
+                return Ok(outcome(&response));
             }
             // The handler may be waiting for the user, who may take their time.
             Event::Turn(Err(ClientError::Timeout {
@@ -191,6 +269,14 @@ async fn run(args: Args) -> anyhow::Result<Outcome> {
                 input = None;
             }
         }
+    }
+}
+
+fn outcome(response: &Object) -> Outcome {
+    if response.get("error") == Some(&Value::Bool(true)) {
+        Outcome::ErrorResponse
+    } else {
+        Outcome::Success
     }
 }
 
@@ -221,6 +307,62 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     match Duration::try_from_secs_f64(secs) {
         Ok(duration) if !duration.is_zero() => Ok(duration),
         _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
+}
+
+fn parse_key(text: &str) -> Result<String, String> {
+    if (1..=MAX_IDEMPOTENCY_KEY).contains(&text.len()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY} bytes"))
+    }
+}
+
+/// `--host`: comma-separated `host[:port]` entries, IPv6 in brackets (`[::1]:7272`);
+/// an entry without a port has `port`.
+fn parse_hosts(hosts: &str, port: u16) -> anyhow::Result<Vec<(String, u16)>> {
+    hosts
+        .split(',')
+        .map(|entry| parse_host(entry.trim(), port))
+        .collect()
+}
+
+/// One `--host` entry; a bare IPv6 address (`::1`) is a host without a port.
+fn parse_host(entry: &str, default_port: u16) -> anyhow::Result<(String, u16)> {
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest
+                .split_once(']')
+                .with_context(|| format!("--host `{entry}`: no `]`"))?;
+            let port = (!after.is_empty())
+                .then(|| after.strip_prefix(':'))
+                .map(|port| port.with_context(|| format!("--host `{entry}`: `:PORT` follows the `]`")))
+                .transpose()?;
+            (host, port)
+        }
+        None => match entry.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (entry, None),
+        },
+    };
+    if host.is_empty() {
+        bail!("--host `{entry}`: no host");
+    }
+    let port = match port {
+        None => default_port,
+        Some(port) => port
+            .parse()
+            .with_context(|| format!("--host `{entry}`: `{port}` is not a port"))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// `host:port` as the library reads it, an IPv6 address in brackets.
+fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -305,6 +447,66 @@ mod tests {
         assert_eq!(args.cmd, "new");
         let args = Args::try_parse_from(["tcpy", "--", "build"]).expect("valid");
         assert_eq!(args.cmd, "build");
+    }
+
+    #[test]
+    fn hosts_are_comma_separated_with_or_without_ports() {
+        let hosts = parse_hosts("a:1, b ,[::1]:3,[::2],::3,10.0.0.7", 7272).expect("valid");
+        let expected = [
+            ("a", 1),
+            ("b", 7272),
+            ("::1", 3),
+            ("::2", 7272),
+            ("::3", 7272),
+            ("10.0.0.7", 7272),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(host, port)| (host.to_string(), *port))
+            .collect();
+        assert_eq!(hosts, expected);
+        let addresses: Vec<_> = hosts.iter().map(|(host, port)| address(host, *port)).collect();
+        assert_eq!(addresses[2..4], ["[::1]:3", "[::2]:7272"]);
+        for bad in ["a:x", "a,", "[::1", "[::1]3", ":1", "a:70000"] {
+            assert!(parse_hosts(bad, 7272).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_given_or_made() {
+        let mut params = Object::new();
+        assert_eq!(add_key(&mut params, Some("k-1")).expect("valid"), None);
+        assert_eq!(params[IDEMPOTENCY_KEY], "k-1");
+        let mut params = Object::new();
+        let made = add_key(&mut params, Some("auto")).expect("valid").expect("made");
+        assert_eq!(
+            (made.len(), &params[IDEMPOTENCY_KEY]),
+            (32, &Value::String(made.clone()))
+        );
+        assert!(add_key(&mut params, Some("k-2")).is_err(), "given twice");
+        assert!(parse_key("").is_err());
+        assert!(parse_key(&"k".repeat(MAX_IDEMPOTENCY_KEY + 1)).is_err());
+    }
+
+    #[test]
+    fn fail_over_flags_parse_and_stay_out_of_conversations() {
+        let args = Args::try_parse_from([
+            "tcpy",
+            "--host",
+            "a:7272,b",
+            "--idempotent",
+            "--idempotency-key",
+            "auto",
+            "--retry-for",
+            "2.5",
+            "add",
+        ])
+        .expect("valid");
+        assert!(args.idempotent);
+        assert_eq!(args.idempotency_key.as_deref(), Some("auto"));
+        assert_eq!(args.retry_for, Some(Duration::from_millis(2500)));
+        assert!(Args::try_parse_from(["tcpy", "--talk", "--idempotent", "tally"]).is_err());
+        assert!(Args::try_parse_from(["tcpy", "--talk", "--idempotency-key", "k", "tally"]).is_err());
     }
 
     #[test]
