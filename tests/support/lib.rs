@@ -2,6 +2,8 @@
 //! and small raw-socket clients for both framings.
 
 pub mod certs;
+pub mod fleet;
+pub mod haproxy;
 pub mod hostile;
 pub mod http;
 pub mod logs;

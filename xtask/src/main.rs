@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod clients;
+mod fleet;
 mod fuzz;
+mod k8s;
 mod languages;
 mod serve;
 mod system;
@@ -43,6 +45,14 @@ enum Task {
     /// Checks that the host, the client and the protocol build for Windows and macOS
     /// (`cargo check` per target, with the C cross compilers ring needs).
     CheckTargets,
+    /// Checks the Kubernetes manifests of deploy/k8s: valid against the official schemas
+    /// (strict, offline) and consistent with tcpy-host's flags (deploy/k8s/check.py,
+    /// its self-test first). Needs target/debug/tcpy-host for the flag names.
+    CheckK8s,
+    /// Runs a fleet on loopback: redis-server, `--hosts` tcpy-hosts on it serving the
+    /// Rust examples, and HAProxy in front on `--port` running deploy/haproxy/haproxy.cfg;
+    /// Ctrl-C stops it all.
+    Fleet(fleet::Options),
     /// Fuzzes tcpy-protocol: every target of fuzz/ for `--seconds` each, with cargo-fuzz
     /// (installed into target/tools), no sanitizer, on the project's toolchain.
     Fuzz(fuzz::Options),
@@ -68,6 +78,8 @@ fn main() -> Result<ExitCode> {
         Task::Bench(options) => bench::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
         Task::BuildHandlers => workspace.build_handlers().map(|()| ExitCode::SUCCESS),
         Task::CheckTargets => targets::check(&workspace).map(|()| ExitCode::SUCCESS),
+        Task::CheckK8s => k8s::check(&workspace).map(|()| ExitCode::SUCCESS),
+        Task::Fleet(options) => fleet::run(&workspace, &options),
         Task::Fuzz(options) => fuzz::run(&workspace, &options).map(|()| ExitCode::SUCCESS),
         Task::Serve { args } => serve::run(&workspace, &args),
         Task::Test { args } => {
@@ -81,6 +93,8 @@ fn main() -> Result<ExitCode> {
             }
             // The Python and JavaScript clients' suites, against the host it built.
             clients::test(&workspace)?;
+            // The Kubernetes manifests, against the flags of the host it built.
+            k8s::check(&workspace)?;
             Ok(ExitCode::SUCCESS)
         }
     }

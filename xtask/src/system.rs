@@ -1,5 +1,6 @@
-//! Programs from Debian's packages the tests and benchmarks use for real (promtool,
-//! openssl, redis-server, redis-benchmark), installed with apt-get when they are missing.
+//! Programs from Debian's packages the tests, the benchmarks and the fleet use for real
+//! (promtool, openssl, redis-server, redis-benchmark, haproxy), installed with apt-get
+//! when they are missing.
 
 use std::process::Command;
 
@@ -13,9 +14,10 @@ pub(crate) struct Tool {
 }
 
 /// What `cargo xtask test` needs on the machine: promtool checks `/metrics`, openssl
-/// makes the certificates of the Python and JavaScript clients' TLS tests, and
-/// redis-server backs the key-value tests of the Redis stores.
-pub(crate) const TEST_TOOLS: [Tool; 3] = [
+/// makes the certificates of the Python and JavaScript clients' TLS tests,
+/// redis-server backs the key-value tests of the Redis stores, and haproxy is the
+/// balancer of the fleet tests.
+pub(crate) const TEST_TOOLS: [Tool; 4] = [
     Tool {
         program: "promtool",
         package: "prometheus",
@@ -27,6 +29,10 @@ pub(crate) const TEST_TOOLS: [Tool; 3] = [
     Tool {
         program: "redis-server",
         package: "redis-server",
+    },
+    Tool {
+        program: "haproxy",
+        package: "haproxy",
     },
 ];
 
@@ -40,6 +46,19 @@ pub(crate) const BENCH_TOOLS: [Tool; 2] = [
     Tool {
         program: "redis-benchmark",
         package: "redis-tools",
+    },
+];
+
+/// What `cargo xtask fleet` runs: the hosts' shared Redis, and HAProxy in front
+/// (Debian 12 ships 2.6).
+pub(crate) const FLEET_TOOLS: [Tool; 2] = [
+    Tool {
+        program: "redis-server",
+        package: "redis-server",
+    },
+    Tool {
+        program: "haproxy",
+        package: "haproxy",
     },
 ];
 
