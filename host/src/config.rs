@@ -71,7 +71,8 @@ pub struct Cli {
     #[arg(long, alias = "max-requests", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = LIMITS)]
     pub max_in_flight: u32,
     /// Instances made ahead of their requests, host-wide, for the handlers called
-    /// recently; each serves exactly one request. 0 turns pre-warming off.
+    /// recently; each serves exactly one request. Worth it for slow-to-instantiate
+    /// handlers (Python) whose requests come with pauses; 0, the default, is off.
     #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_PREWARM, help_heading = LIMITS)]
     pub prewarm: u32,
     /// Requests that may wait for their client in `recv()` at once; past it a `recv()`

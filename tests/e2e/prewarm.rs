@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tcpy_host::runtime::{Limits, Runtime};
+use tcpy_host::runtime::{IDENTITY_VAR, Limits, NoClient, Runtime};
 use tcpy_tests::{LineConn, TestHost, handler_bytes, next_swap, test_limits, wait_until};
 
 /// The pre-warm budget of these hosts.
@@ -147,4 +147,39 @@ fn replace(target: &Path, bytes: &[u8]) {
     let staging = target.with_extension("wasm.partial");
     std::fs::write(&staging, bytes).expect("writes the new version");
     std::fs::rename(&staging, target).expect("renames it into place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_warmed_instance_sees_its_own_requests_caller_and_no_other() {
+    let runtime = Runtime::new(limits(BUDGET)).expect("runtime");
+    let mut sandbox = runtime.default_sandbox();
+    sandbox.access.pass_identity = true;
+    let handler = runtime
+        .compile("misbehave", &handler_bytes("misbehave"), sandbox)
+        .expect("compiles");
+    let escape = || {
+        tcpy_protocol::test_support::object(
+            json!({"do": "escape", "file": "/nothing", "env": IDENTITY_VAR, "connect": "127.0.0.1:9"}),
+        )
+    };
+    // Cold, as `ann`: the call asks for an instance to be made ahead, with no caller.
+    let first = runtime
+        .execute(&handler, escape(), Box::new(NoClient), Some("ann"))
+        .await
+        .expect("runs");
+    assert_eq!(first["env"], json!({"ok": "ann"}));
+    for caller in [Some("bob"), None, Some("carol")] {
+        assert!(wait_until(Duration::from_secs(5), || handler.warm_instances() >= 1).await);
+        let answer = runtime
+            .execute(&handler, escape(), Box::new(NoClient), caller)
+            .await
+            .expect("runs");
+        match caller {
+            Some(caller) => assert_eq!(answer["env"], json!({"ok": caller})),
+            None => assert!(
+                answer["env"].get("err").is_some(),
+                "an anonymous caller has none: {answer:?}"
+            ),
+        }
+    }
 }

@@ -129,8 +129,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Pre-warmed instances by default.
-    pub const DEFAULT_PREWARM: u32 = 4;
+    /// Pre-warmed instances by default: none. Measured (docs/performance.md), they
+    /// cut a Python handler's latency by a third when requests come with pauses
+    /// between them, but cost more than they save when requests come back to back.
+    pub const DEFAULT_PREWARM: u32 = 0;
 
     /// The default cap on requests waiting in `recv()`: half the instance pool (at
     /// least one), so the other half always serves requests that are running.
