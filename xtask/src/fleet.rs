@@ -366,32 +366,26 @@ fn print_ready(front: SocketAddr, backends: &[control::Backend], redis: &str, fl
 
 /// Ctrl-C and SIGTERM, caught, so that xtask stops the fleet before it exits.
 mod signals {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
 
-    use anyhow::{Result, bail};
+    use anyhow::{Context, Result};
 
-    static CAUGHT: AtomicBool = AtomicBool::new(false);
-
-    extern "C" fn on_signal(_: libc::c_int) {
-        CAUGHT.store(true, Ordering::SeqCst);
-    }
+    static CAUGHT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
     /// From now on, SIGINT and SIGTERM only set the flag [`caught`] reads.
     pub(super) fn catch() -> Result<()> {
-        for signum in [libc::SIGINT, libc::SIGTERM] {
-            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            // SAFETY: the handler does one atomic store, which is async-signal-safe.
-            #[allow(unsafe_code)]
-            let previous = unsafe { libc::signal(signum, handler) };
-            if previous == libc::SIG_ERR {
-                bail!("cannot catch signal {signum}");
-            }
+        let flag = CAUGHT.get_or_init(Arc::default);
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(flag))
+                .with_context(|| format!("cannot catch signal {signal}"))?;
         }
         Ok(())
     }
 
     /// Whether SIGINT or SIGTERM has come since [`catch`].
     pub(super) fn caught() -> bool {
-        CAUGHT.load(Ordering::SeqCst)
+        CAUGHT.get().is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 }
