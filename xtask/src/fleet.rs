@@ -367,8 +367,8 @@ fn print_ready(front: SocketAddr, backends: &[control::Backend], redis: &str, fl
 /// Ctrl-C and SIGTERM, caught, so that xtask stops the fleet before it exits.
 mod signals {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use anyhow::{Context, Result};
 
