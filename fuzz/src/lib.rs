@@ -5,8 +5,8 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tcpy_protocol::{
-    CodecError, DEFAULT_MAX_MESSAGE, DecodeError, Encoding, Framing, Message, Object, Request, RequestError,
-    WireCodec, is_response,
+    CodecError, DEFAULT_MAX_MESSAGE, DecodeError, Encoding, Framing, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY,
+    Message, Object, Request, RequestError, WireCodec, is_response,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -182,6 +182,15 @@ fn check_request(object: &Object) {
         Err(RequestError::MissingCmd) => assert!(!object.contains_key("cmd")),
         Err(RequestError::CmdNotString) => {
             assert!(object.get("cmd").is_some_and(|cmd| !cmd.is_string()));
+        }
+        Err(RequestError::BadIdempotencyKey) => {
+            let key = object.get(IDEMPOTENCY_KEY);
+            assert!(
+                key.is_some_and(|key| key
+                    .as_str()
+                    .is_none_or(|key| !(1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()))),
+                "only a key that is not a string of 1 to {MAX_IDEMPOTENCY_KEY} bytes is refused"
+            );
         }
     }
 }
